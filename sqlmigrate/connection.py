@@ -1,0 +1,78 @@
+"""Connection strings: accepting every common spelling, connecting, and keeping passwords out of text."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from .errors import ConfigurationError, ConnectError
+
+if TYPE_CHECKING:
+    import psycopg
+
+# SQLAlchemy spells a driver into the scheme: postgresql+psycopg2://, postgres+asyncpg://, ...
+_SQLALCHEMY_SCHEME = re.compile(r"^(postgres(?:ql)?)\+[A-Za-z0-9_]+://", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(://[^:/?#@\s]*:)([^@/?#\s]*)(@)")
+_KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+_MASK = "***"
+
+
+def normalize(database: str) -> str:
+    """Turn any accepted spelling of a PostgreSQL connection string into one libpq understands."""
+    database = database.strip()
+    if not database:
+        raise ConfigurationError("the database connection string is empty")
+    return _SQLALCHEMY_SCHEME.sub(lambda m: m.group(1).lower() + "://", database, count=1)
+
+
+def mask(text: str, database: str | None = None) -> str:
+    """``text`` with every password removed: URL and key=value forms, and the literal password of
+    ``database`` wherever else it appears (an error message may quote it)."""
+    if database:
+        password = _password_of(database)
+        if password:
+            text = text.replace(password, _MASK)
+    text = _URL_PASSWORD.sub(lambda m: m.group(1) + _MASK + m.group(3) if m.group(2) else m.group(0), text)
+    return _KV_PASSWORD.sub(lambda m: m.group(1) + _MASK, text)
+
+
+def _password_of(database: str) -> str | None:
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        value = conninfo_to_dict(normalize(database)).get("password")
+    except Exception:
+        # Unparseable strings still get the pattern-based masking.
+        return None
+    return str(value) if value else None
+
+
+def connect(database: str, *, connect_timeout: float = 10) -> psycopg.Connection:
+    """An autocommit connection: sqlmigrate sends its own BEGIN/COMMIT, and a waiter for the migration
+    lock must never sit inside an open transaction."""
+    import psycopg
+
+    url = normalize(database)
+    try:
+        return psycopg.connect(
+            url, autocommit=True, connect_timeout=max(1, int(connect_timeout)),
+            application_name="sqlmigrate",
+        )
+    except psycopg.Error as exc:
+        raise ConnectError(f"could not connect to the database: {mask(str(exc).strip(), database)}") from None
+    except Exception as exc:  # psycopg raises ProgrammingError and others for malformed strings
+        raise ConfigurationError(f"invalid database connection string: {mask(str(exc), database)}") from None
+
+
+def describe(database: str) -> str:
+    """A short, password-free description of where a connection string points, for output."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(normalize(database))
+    except Exception:
+        return mask(database)
+    host = params.get("host") or "localhost"
+    port = params.get("port") or "5432"
+    db = params.get("dbname") or params.get("user") or ""
+    return f"{db} on {host}:{port}" if not str(host).startswith("/") else f"{db} on socket {host}"

@@ -1,0 +1,195 @@
+"""Sending a prepared script to the server and locating any failure in the file.
+
+A transactional script costs two round trips: ``BEGIN`` plus the whole file in one simple-query
+message, then the history and log rows plus ``COMMIT``. The file is never mixed into one message
+with sqlmigrate's own SQL, so nothing in it (an unterminated quote, say) can change how ours parses.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from psycopg import pq, sql
+
+from .errors import MigrationError
+from .script import Script
+from .sqltext import line_at
+
+if TYPE_CHECKING:
+    import psycopg
+
+log = logging.getLogger("sqlmigrate")
+
+_BEGIN = "BEGIN;\n"
+
+
+@dataclass(frozen=True)
+class _ServerError:
+    """A failed message: how many statements completed before it, and the server's diagnostics."""
+
+    completed: int
+    message: str
+    sqlstate: str | None
+    detail: str | None
+    hint: str | None
+    context: str | None
+    position: int | None
+
+
+class _Failed(Exception):
+    def __init__(self, error: _ServerError) -> None:
+        self.error = error
+        super().__init__(error.message)
+
+
+def send(conn: psycopg.Connection, query: str) -> None:
+    """Run ``query`` (any number of statements) over the simple-query protocol.
+
+    Unlike ``cursor.execute`` this counts the statements that completed before an error, which is
+    how a runtime error (which carries no position) is traced back to its line. Waiting happens in
+    ``select`` so other threads run meanwhile.
+    """
+    import psycopg
+
+    pgconn = conn.pgconn
+    encoding = conn.info.encoding
+    completed = 0
+    try:
+        pgconn.send_query(query.encode(encoding))
+        _flush(pgconn)
+        failure: pq.abc.PGresult | None = None
+        while True:
+            _wait_result(pgconn)
+            result = pgconn.get_result()
+            if result is None:
+                break
+            if result.status == pq.ExecStatus.FATAL_ERROR:
+                failure = failure or result
+            elif failure is None:
+                completed += 1
+    except KeyboardInterrupt:
+        _cancel(conn)
+        raise
+    except psycopg.OperationalError as exc:
+        raise _Failed(_ServerError(completed, str(exc).strip() or "connection to the server was lost",
+                                   "08006", None, None, None, None)) from None
+    if pgconn.status != pq.ConnStatus.OK:
+        raise _Failed(_ServerError(completed, _text(pgconn.error_message, encoding).strip()
+                                   or "connection to the server was lost", "08006", None, None, None, None))
+    if failure is not None:
+        def field(code: pq.DiagnosticField) -> str | None:
+            value = failure.error_field(code)  # type: ignore[union-attr]
+            return _text(value, encoding) if value is not None else None
+
+        position = field(pq.DiagnosticField.STATEMENT_POSITION)
+        raise _Failed(_ServerError(
+            completed,
+            field(pq.DiagnosticField.MESSAGE_PRIMARY) or _text(failure.error_message, encoding).strip(),
+            field(pq.DiagnosticField.SQLSTATE),
+            field(pq.DiagnosticField.MESSAGE_DETAIL),
+            field(pq.DiagnosticField.MESSAGE_HINT),
+            field(pq.DiagnosticField.CONTEXT),
+            int(position) if position else None,
+        ))
+
+
+def _text(value: bytes, encoding: str) -> str:
+    return value.decode(encoding, "replace")
+
+
+def _flush(pgconn: pq.abc.PGconn) -> None:
+    while pgconn.flush():
+        readable, _, _ = select.select([pgconn.socket], [pgconn.socket], [])
+        if readable:
+            pgconn.consume_input()
+
+
+def _wait_result(pgconn: pq.abc.PGconn) -> None:
+    pgconn.consume_input()
+    while pgconn.is_busy():
+        select.select([pgconn.socket], [], [])
+        pgconn.consume_input()
+
+
+def _cancel(conn: psycopg.Connection) -> None:
+    """Ctrl-C while the server works: cancel the query and drain, so the connection stays usable."""
+    try:
+        conn.cancel_safe() if hasattr(conn, "cancel_safe") else conn.cancel()
+        while conn.pgconn.get_result() is not None:
+            pass
+    except Exception:  # the interrupt matters more than a tidy connection
+        pass
+
+
+def rollback_if_open(conn: psycopg.Connection) -> None:
+    if conn.closed or conn.pgconn.status != pq.ConnStatus.OK:
+        return
+    if conn.pgconn.transaction_status != pq.TransactionStatus.IDLE:
+        send(conn, "ROLLBACK")
+
+
+def run_in_transaction(conn: psycopg.Connection, script: Script, label: str, record: sql.Composable) -> float:
+    """Run ``script`` and ``record`` (history and log rows) in one transaction; return elapsed ms.
+
+    On failure the transaction is rolled back and a :class:`MigrationError` naming the file, line and
+    statement is raised.
+    """
+    started = time.perf_counter()
+    try:
+        send(conn, _BEGIN + script.text)
+    except _Failed as exc:
+        rollback_if_open(conn)
+        raise _locate(exc.error, script, label, offset=len(_BEGIN), skipped=1) from None
+    try:
+        send(conn, record.as_string(conn) + "COMMIT;")
+    except _Failed as exc:
+        rollback_if_open(conn)
+        raise MigrationError(
+            f"{label} ran, but recording it in the history failed, so it was rolled back: {exc.error.message}",
+            sqlstate=exc.error.sqlstate, detail=exc.error.detail, hint=exc.error.hint,
+        ) from None
+    return (time.perf_counter() - started) * 1000
+
+
+def run_statement(conn: psycopg.Connection, script: Script, index: int, label: str) -> None:
+    """Run statement ``index`` of a no-transaction script on its own (autocommit)."""
+    stmt = script.statements[index]
+    try:
+        send(conn, stmt.text)
+    except _Failed as exc:
+        err = exc.error
+        raise _error(err, script, label, stmt.line, stmt.text) from None
+
+
+def _locate(err: _ServerError, script: Script, label: str, *, offset: int, skipped: int) -> MigrationError:
+    """Turn a server error for ``script`` into an error naming its line and statement.
+
+    A syntax error carries the character position; a runtime error does not, but the number of
+    statements that completed before it (less ``skipped`` of our own) is the failing one's index.
+    """
+    if err.sqlstate and err.sqlstate.startswith("08"):
+        return _error(err, script, label, None, None)
+    if err.position is not None and err.position - 1 >= offset:
+        pos = err.position - 1 - offset
+        stmt = script.statement_at(pos)
+        return _error(err, script, label, line_at(script.text, pos), stmt.text if stmt else None)
+    index = err.completed - skipped
+    statements = script.statements
+    if 0 <= index < len(statements):
+        stmt = statements[index]
+        return _error(err, script, label, stmt.line, stmt.text)
+    return _error(err, script, label, None, None)
+
+
+def _error(err: _ServerError, script: Script, label: str, line: int | None, statement: str | None) -> MigrationError:
+    message = err.message
+    if err.sqlstate and err.sqlstate.startswith("08"):
+        message = f"connection to the server was lost while running {label}: {message}"
+    return MigrationError(
+        message, path=script.path, line=line, statement=statement, sqlstate=err.sqlstate,
+        detail=err.detail, hint=err.hint, context=err.context,
+    )

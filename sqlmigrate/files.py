@@ -1,0 +1,238 @@
+"""Finding and reading migration files.
+
+Everything here works on the file system only, so every problem with the files is reported before
+anything touches the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .errors import ConfigurationError, MigrationFileError
+
+#: ``<version>_<name>`` followed by one of the suffixes below.
+_FILE_RE = re.compile(r"^(?P<version>[0-9]+)_(?P<name>[A-Za-z0-9_-]+?)(?P<kind>\.rollback|\.up|\.down)?\.sql$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+# Which spelling a file uses: sqlmigrate's own (``.sql`` + ``.rollback.sql``) or golang-migrate's and
+# dbmate's (``.up.sql`` + ``.down.sql``).
+_NATIVE, _UPDOWN = "native", "up/down"
+_KINDS = {None: (_NATIVE, "up"), ".rollback": (_NATIVE, "down"), ".up": (_UPDOWN, "up"), ".down": (_UPDOWN, "down")}
+
+_BOM = "\ufeff"
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One migration: its file, its optional rollback file, and the checksum of its text."""
+
+    version: int
+    name: str
+    path: Path
+    checksum: str
+    rollback: Path | None = None
+
+    @property
+    def label(self) -> str:
+        """How messages name a migration: the file name without ``.sql``."""
+        return self.path.name[: -len(".sql")]
+
+    def read(self) -> str:
+        return read_text(self.path)
+
+    def read_rollback(self) -> str:
+        if self.rollback is None:
+            raise MigrationFileError(
+                f"migration {self.label} has no rollback file; write {rollback_name(self)} "
+                "beside it to make it reversible",
+                self.path,
+            )
+        return read_text(self.rollback)
+
+
+def rollback_name(migration: Migration) -> str:
+    """The file name a rollback of ``migration`` should have, in the spelling its file uses."""
+    if migration.path.name.endswith(".up.sql"):
+        return migration.path.name[: -len(".up.sql")] + ".down.sql"
+    return migration.path.name[: -len(".sql")] + ".rollback.sql"
+
+
+def read_text(path: Path) -> str:
+    """Read a migration file as the text sqlmigrate runs and checksums.
+
+    The UTF-8 BOM is dropped and line endings are normalised to ``\\n``, so a CRLF checkout runs and
+    checksums exactly like an LF one.
+    """
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise MigrationFileError(
+            f"is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "re-save the file as UTF-8",
+            path, line,
+        ) from None
+    del data
+    if text.startswith(_BOM):
+        text = text[1:]
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    nul = text.find("\0")
+    if nul >= 0:
+        raise MigrationFileError(
+            "contains a NUL byte, which PostgreSQL cannot accept in SQL text; remove it",
+            path, text.count("\n", 0, nul) + 1,
+        )
+    return text
+
+
+def checksum(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def discover(directory: Path | str) -> list[Migration]:
+    """Every migration in ``directory``, in version order.
+
+    All problems with the file set are collected and raised together as one
+    :class:`MigrationFileError`, so a user fixes them in one pass.
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        raise ConfigurationError(
+            f"migration directory {root} does not exist; create it, or point --dir / "
+            "SQLMIGRATE_DIR / [tool.sqlmigrate] dir at your migrations"
+        )
+    real_root = root.resolve()
+    problems: list[str] = []
+    # version -> kind ("up"/"down") -> list of (path, name, spelling)
+    found: dict[int, dict[str, list[tuple[Path, str, str]]]] = {}
+    for path in sorted(root.iterdir()):
+        fname = path.name
+        if not fname.endswith(".sql") or fname.startswith(".") or path.is_dir():
+            continue
+        m = _FILE_RE.match(fname)
+        if m is None:
+            problems.append(
+                f"{path}: not a migration file name; expected <version>_<name>.sql (or .rollback.sql, "
+                ".up.sql, .down.sql), where <version> is digits and <name> is letters, digits, '_' "
+                "and '-', e.g. 0003_add_modules_data_field.sql"
+            )
+            continue
+        if path.is_symlink() and not _inside(path.resolve(), real_root):
+            problems.append(
+                f"{path}: is a symbolic link to {path.resolve()}, outside the migration directory; "
+                "sqlmigrate only reads files inside it: copy the file in instead"
+            )
+            continue
+        spelling, kind = _KINDS[m["kind"]]
+        found.setdefault(int(m["version"]), {}).setdefault(kind, []).append((path, m["name"], spelling))
+
+    migrations: list[Migration] = []
+    for version in sorted(found):
+        kinds = found[version]
+        ups = kinds.get("up", [])
+        downs = kinds.get("down", [])
+        spellings = {s for _, _, s in ups + downs}
+        if len(spellings) > 1:
+            names = ", ".join(p.name for p, _, _ in ups + downs)
+            problems.append(
+                f"{root}: version {version} mixes the .sql/.rollback.sql and .up.sql/.down.sql spellings "
+                f"({names}); rename the files to use one of them"
+            )
+            continue
+        if len(ups) > 1:
+            names = ", ".join(str(p) for p, _, _ in ups)
+            problems.append(f"{names}: two migrations with version {version}; renumber one of them")
+            continue
+        if len(downs) > 1:
+            names = ", ".join(str(p) for p, _, _ in downs)
+            problems.append(f"{names}: two rollback files for version {version}; keep one")
+            continue
+        if not ups:
+            path, _, _ = downs[0]
+            problems.append(
+                f"{path}: rollback file without its migration; add the migration "
+                f"{_up_name(path.name)} or delete the rollback"
+            )
+            continue
+        path, name, _ = ups[0]
+        rollback = downs[0][0] if downs else None
+        if rollback is not None and downs[0][1] != name:
+            problems.append(
+                f"{rollback}: rollback name does not match its migration {path.name}; rename it to "
+                f"{_down_name(path.name)}"
+            )
+            continue
+        try:
+            text = read_text(path)
+        except MigrationFileError as exc:
+            problems.append(str(exc))
+            continue
+        migrations.append(Migration(version, name, path, checksum(text), rollback))
+    if problems:
+        raise MigrationFileError("\n".join(problems))
+    return migrations
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+def _up_name(rollback_fname: str) -> str:
+    if rollback_fname.endswith(".down.sql"):
+        return rollback_fname[: -len(".down.sql")] + ".up.sql"
+    return rollback_fname[: -len(".rollback.sql")] + ".sql"
+
+
+def _down_name(fname: str) -> str:
+    if fname.endswith(".up.sql"):
+        return fname[: -len(".up.sql")] + ".down.sql"
+    return fname[: -len(".sql")] + ".rollback.sql"
+
+
+# Versions at least this long are read as timestamps (YYYYMMDDHHMMSS), and `new` continues with one.
+_TIMESTAMP_DIGITS = 14
+
+
+def create(directory: Path | str, name: str, *, now: datetime | None = None) -> tuple[Path, Path]:
+    """Create the next migration ``name`` and its rollback, keeping the directory's numbering style."""
+    if not _NAME_RE.match(name):
+        raise ConfigurationError(
+            f"invalid migration name {name!r}: use letters, digits, '_' and '-' only, e.g. add_users_email"
+        )
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    existing = discover(root)
+    width, updown = _style(existing, root.iterdir())
+    if width >= _TIMESTAMP_DIGITS:
+        stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%d%H%M%S")
+        version = max(int(stamp), existing[-1].version + 1 if existing else 0)
+    else:
+        version = existing[-1].version + 1 if existing else 1
+    digits = str(version).zfill(width)
+    up_suffix, down_suffix = (".up.sql", ".down.sql") if updown else (".sql", ".rollback.sql")
+    up = root / f"{digits}_{name}{up_suffix}"
+    down = root / f"{digits}_{name}{down_suffix}"
+    up.write_text(f"-- Migration {digits}_{name}: write the change here.\n", encoding="utf-8")
+    down.write_text(f"-- Rollback of {digits}_{name}: undo exactly what the migration did.\n",
+                    encoding="utf-8")
+    return up, down
+
+
+def _style(existing: list[Migration], entries: Iterable[Path]) -> tuple[int, bool]:
+    """The zero-padded width of versions and whether the directory uses .up.sql/.down.sql."""
+    if not existing:
+        return 4, False
+    last = existing[-1]
+    width = len(last.path.name.split("_", 1)[0])
+    return width, last.path.name.endswith(".up.sql")

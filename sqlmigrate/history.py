@@ -1,0 +1,295 @@
+"""The history table (what is applied) and the append-only log (everything that happened)."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from psycopg import sql
+
+from .errors import HistoryError
+
+if TYPE_CHECKING:
+    import psycopg
+
+# States of a history row. "running" and "failed" only occur for no-transaction migrations: a
+# transactional migration either commits together with its "applied" row or leaves no row at all.
+APPLIED, RUNNING, FAILED = "applied", "running", "failed"
+
+_HISTORY_COLUMNS = {"version", "name", "checksum", "applied_at", "execution_ms", "applied_by", "state",
+                    "baseline", "out_of_order", "statements_done", "error"}
+_LOG_COLUMNS = {"id", "version", "name", "direction", "outcome", "checksum", "error", "started_at",
+                "finished_at", "execution_ms", "db_user", "client_host", "client_pid", "os_user", "detail"}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the history table."""
+
+    version: int
+    name: str
+    checksum: str
+    applied_at: datetime
+    execution_ms: int
+    applied_by: str
+    state: str
+    baseline: bool
+    out_of_order: bool
+    statements_done: int | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    id: int
+    version: int | None
+    name: str | None
+    direction: str
+    outcome: str
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    execution_ms: int | None
+    db_user: str
+    client_host: str | None
+    client_pid: int | None
+    detail: str | None
+
+
+class History:
+    """Names and SQL of one history table and its log, ``<table>`` and ``<table>_log``, in ``schema``."""
+
+    def __init__(self, schema: str, table: str) -> None:
+        self.schema = schema
+        self.table = table
+        self.log_table = f"{table}_log"
+        self.ident = sql.Identifier(schema, table)
+        self.log_ident = sql.Identifier(schema, self.log_table)
+
+    @classmethod
+    def resolve(cls, conn: psycopg.Connection, table: str, schema: str | None) -> History:
+        if schema is None:
+            row = conn.execute("SELECT current_schema()").fetchone()
+            schema = row[0] if row else None
+            if schema is None:
+                raise HistoryError(
+                    "no schema to keep the history table in: search_path names no existing schema; "
+                    "pass --schema or fix search_path"
+                )
+        return cls(schema, table)
+
+    @property
+    def display(self) -> str:
+        return f"{self.schema}.{self.table}"
+
+    def lock_key(self) -> int:
+        """The advisory lock key: one per history table, so independent migration sets never block
+        each other."""
+        import hashlib
+
+        digest = hashlib.sha256(f"sqlmigrate:{self.schema}.{self.table}".encode()).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
+
+    # -- creating and checking --------------------------------------------------------------------
+
+    def existing_columns(self, conn: psycopg.Connection) -> tuple[set[str] | None, set[str] | None]:
+        """Column names of the history and log tables, or None where a table does not exist."""
+        rows = conn.execute(
+            "SELECT c.relname, a.attname FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+            " WHERE n.nspname = %s AND c.relname = ANY(%s)",
+            (self.schema, [self.table, self.log_table]),
+        ).fetchall()
+        history: set[str] | None = None
+        log: set[str] | None = None
+        for relname, attname in rows:
+            target = set() if attname is None else {attname}
+            if relname == self.table:
+                history = (history or set()) | target
+            else:
+                log = (log or set()) | target
+        return history, log
+
+    def exists(self, conn: psycopg.Connection) -> bool:
+        history, log = self.existing_columns(conn)
+        self._check_shape(history, log)
+        return history is not None
+
+    def _check_shape(self, history: set[str] | None, log: set[str] | None) -> None:
+        for name, have, want in ((self.table, history, _HISTORY_COLUMNS), (self.log_table, log, _LOG_COLUMNS)):
+            if have is not None and not want <= have:
+                raise HistoryError(
+                    f"table {self.schema}.{name} exists but was not created by sqlmigrate "
+                    f"(its columns: {', '.join(sorted(have)) or 'none'}{_guess_owner(have)}); "
+                    "sqlmigrate never alters another tool's table. Keep sqlmigrate's history elsewhere "
+                    "with --table (e.g. --table sqlmigrate_history) or [tool.sqlmigrate] table"
+                )
+
+    def ensure(self, conn: psycopg.Connection) -> None:
+        """Create both tables if missing. Call while holding the migration lock: concurrent
+        CREATE TABLE IF NOT EXISTS can still collide in pg_type."""
+        history, log = self.existing_columns(conn)
+        self._check_shape(history, log)
+        if history is not None and log is not None:
+            return
+        conn.execute(sql.SQL(
+            "CREATE SCHEMA IF NOT EXISTS {schema};"
+            "CREATE TABLE IF NOT EXISTS {history} ("
+            " version bigint PRIMARY KEY,"
+            " name text NOT NULL,"
+            " checksum text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now(),"
+            " execution_ms bigint NOT NULL DEFAULT 0,"
+            " applied_by text NOT NULL DEFAULT current_user,"
+            " state text NOT NULL DEFAULT 'applied' CHECK (state IN ('applied', 'running', 'failed')),"
+            " baseline boolean NOT NULL DEFAULT false,"
+            " out_of_order boolean NOT NULL DEFAULT false,"
+            " statements_done integer,"
+            " error text);"
+            "CREATE TABLE IF NOT EXISTS {log} ("
+            " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+            " version bigint,"
+            " name text,"
+            " direction text NOT NULL,"
+            " outcome text NOT NULL,"
+            " checksum text,"
+            " error text,"
+            " started_at timestamptz NOT NULL,"
+            " finished_at timestamptz,"
+            " execution_ms bigint,"
+            " db_user text NOT NULL DEFAULT current_user,"
+            " client_host text,"
+            " client_pid integer,"
+            " os_user text,"
+            " detail text)"
+        ).format(schema=sql.Identifier(self.schema), history=self.ident, log=self.log_ident))
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def rows(self, conn: psycopg.Connection) -> list[Row]:
+        """Every history row in version order; [] when the table does not exist yet."""
+        if not self.exists(conn):
+            return []
+        cur = conn.execute(sql.SQL(
+            "SELECT version, name, checksum, applied_at, execution_ms, applied_by, state, baseline,"
+            " out_of_order, statements_done, error FROM {} ORDER BY version"
+        ).format(self.ident))
+        return [Row(*r) for r in cur.fetchall()]
+
+    def log_entries(self, conn: psycopg.Connection, limit: int = 50) -> list[LogEntry]:
+        _, log = self.existing_columns(conn)
+        if log is None:
+            return []
+        cur = conn.execute(sql.SQL(
+            "SELECT id, version, name, direction, outcome, error, started_at, finished_at, execution_ms,"
+            " db_user, client_host, client_pid, detail FROM {} ORDER BY id DESC LIMIT %s"
+        ).format(self.log_ident), (limit,))
+        return [LogEntry(*r) for r in reversed(cur.fetchall())]
+
+    # -- writing: SQL fragments that ride in the same message as the migration --------------------
+
+    def record_applied(self, *, version: int, name: str, checksum: str, out_of_order: bool,
+                       baseline: bool = False) -> sql.Composed:
+        """Insert the "applied" history row and its log row. ``execution_ms`` is measured by the
+        server from the start of the transaction, so the whole migration costs one round trip."""
+        return sql.SQL(
+            "INSERT INTO {history} (version, name, checksum, applied_at, execution_ms, state, baseline,"
+            " out_of_order) VALUES ({version}, {name}, {checksum}, clock_timestamp(), {elapsed}, 'applied',"
+            " {baseline}, {ooo})"
+            " ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, checksum = EXCLUDED.checksum,"
+            " applied_at = EXCLUDED.applied_at, execution_ms = EXCLUDED.execution_ms,"
+            " applied_by = EXCLUDED.applied_by, state = 'applied', baseline = EXCLUDED.baseline,"
+            " out_of_order = EXCLUDED.out_of_order, statements_done = NULL, error = NULL;"
+            "{log}"
+        ).format(
+            history=self.ident, version=sql.Literal(version), name=sql.Literal(name),
+            checksum=sql.Literal(checksum), elapsed=_ELAPSED_MS, baseline=sql.Literal(baseline),
+            ooo=sql.Literal(out_of_order),
+            log=self.log_row(version=version, name=name, checksum=checksum,
+                             direction="baseline" if baseline else "up", outcome="ok",
+                             detail="out of order" if out_of_order else None),
+        )
+
+    def record_removed(self, *, version: int, name: str, checksum: str | None) -> sql.Composed:
+        """Delete the history row of a rolled-back migration and log it."""
+        return sql.SQL("DELETE FROM {history} WHERE version = {version};{log}").format(
+            history=self.ident, version=sql.Literal(version),
+            log=self.log_row(version=version, name=name, checksum=checksum, direction="down", outcome="ok"),
+        )
+
+    def log_row(self, *, version: int | None, name: str | None, direction: str, outcome: str,
+                checksum: str | None = None, error: str | None = None, detail: str | None = None,
+                started_at: datetime | None = None, execution_ms: int | None = None) -> sql.Composed:
+        """An INSERT of one log row. Without ``started_at`` the server's transaction start is used."""
+        client = _client()
+        return sql.SQL(
+            "INSERT INTO {log} (version, name, direction, outcome, checksum, error, started_at, finished_at,"
+            " execution_ms, client_host, client_pid, os_user, detail) VALUES ({values}, clock_timestamp(),"
+            " {elapsed}, {host}, {pid}, {os_user}, {detail});"
+        ).format(
+            log=self.log_ident,
+            values=sql.SQL(", ").join(map(sql.Literal, (version, name, direction, outcome, checksum, error))
+                                      ) + sql.SQL(", ") + (sql.Literal(started_at) if started_at else sql.SQL("now()")),
+            elapsed=sql.Literal(execution_ms) if execution_ms is not None else _ELAPSED_MS,
+            host=sql.Literal(client.host), pid=sql.Literal(client.pid), os_user=sql.Literal(client.user),
+            detail=sql.Literal(detail),
+        )
+
+    # -- writing: no-transaction progress ---------------------------------------------------------
+
+    def mark_running(self, conn: psycopg.Connection, *, version: int, name: str, checksum: str,
+                     out_of_order: bool) -> None:
+        conn.execute(sql.SQL(
+            "INSERT INTO {} (version, name, checksum, state, out_of_order, statements_done)"
+            " VALUES (%s, %s, %s, 'running', %s, 0)"
+            " ON CONFLICT (version) DO UPDATE SET state = 'running', checksum = EXCLUDED.checksum,"
+            " name = EXCLUDED.name, statements_done = 0, error = NULL, applied_at = now(),"
+            " applied_by = current_user, out_of_order = EXCLUDED.out_of_order"
+        ).format(self.ident), (version, name, checksum, out_of_order))
+
+    def mark_progress(self, conn: psycopg.Connection, version: int, done: int) -> None:
+        conn.execute(sql.SQL("UPDATE {} SET statements_done = %s WHERE version = %s").format(self.ident),
+                     (done, version))
+
+    def mark_failed(self, conn: psycopg.Connection, version: int, error: str) -> None:
+        conn.execute(sql.SQL("UPDATE {} SET state = 'failed', error = %s WHERE version = %s").format(self.ident),
+                     (error, version))
+
+    def write(self, conn: psycopg.Connection, statement: sql.Composable) -> None:
+        conn.execute(statement)
+
+
+# Milliseconds since the start of the current transaction (for a multi-statement message without
+# BEGIN, since the message arrived), measured on the server.
+_ELAPSED_MS = sql.SQL("round(extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint")
+
+
+@dataclass(frozen=True)
+class _Client:
+    host: str
+    pid: int
+    user: str | None
+
+
+def _client() -> _Client:
+    try:
+        user: str | None = getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        user = None
+    return _Client(socket.gethostname(), os.getpid(), user)
+
+
+def _guess_owner(columns: set[str]) -> str:
+    if {"version", "dirty"} <= columns:
+        return "; it looks like golang-migrate's"
+    if columns == {"version"}:
+        return "; it looks like Rails' or dbmate's"
+    if "installed_rank" in columns:
+        return "; it looks like Flyway's"
+    return ""

@@ -1,0 +1,270 @@
+"""The library API: :class:`Migrator`, and the ``up`` / ``ensure_current`` shortcuts.
+
+Data flows one way: files -> plan -> execution -> history.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import files
+from .config import DEFAULT_LOCK_TIMEOUT, DEFAULT_TABLE
+from .errors import ConfigurationError, NotCurrentError, SqlMigrateError
+from .plan import State, Status
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from .history import History
+    from .script import Script
+
+log = logging.getLogger("sqlmigrate")
+
+
+@dataclass(frozen=True)
+class Applied:
+    """One migration that ran (or, in a dry run, would run)."""
+
+    version: int
+    name: str
+    label: str
+    direction: str
+    duration_ms: float
+    out_of_order: bool = False
+    no_transaction: bool = False
+    #: the SQL that runs; set by dry runs only
+    sql: str | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    applied: tuple[Applied, ...]
+    dry_run: bool = False
+
+    def __len__(self) -> int:
+        return len(self.applied)
+
+
+class Migrator:
+    """Migrations in ``directory`` against ``database`` (a connection string or an open
+    ``psycopg.Connection``, which sqlmigrate uses in autocommit mode and leaves open)."""
+
+    def __init__(
+        self,
+        database: str | psycopg.Connection,
+        directory: str | Path = "sql",
+        *,
+        table: str = DEFAULT_TABLE,
+        schema: str | None = None,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        statement_timeout: float | None = None,
+    ) -> None:
+        self.database = database
+        self.directory = Path(directory)
+        self.table = table
+        self.schema = schema
+        self.lock_timeout = lock_timeout
+        self.statement_timeout = statement_timeout
+
+    # -- public -----------------------------------------------------------------------------------
+
+    def status(self) -> Status:
+        """Every version with its state; reads the history, changes nothing, takes no lock."""
+        from . import plan
+
+        migrations = files.discover(self.directory)
+        with self._session() as (conn, history):
+            return plan.compute(migrations, history.rows(conn))
+
+    def check(self) -> Status:
+        """The status, raising :class:`NotCurrentError` unless the database matches the files exactly."""
+        status = self.status()
+        if not status.current:
+            raise not_current(status)
+        return status
+
+    def up(self, *, to: int | None = None, dry_run: bool = False,
+           allow_out_of_order: bool = False) -> Result:
+        """Apply pending migrations in version order, each in its own transaction.
+
+        Any number of processes may call this at once: an advisory lock makes each migration run
+        exactly once, and the others wait and then find nothing to do.
+        """
+        from . import plan
+
+        migrations = files.discover(self.directory)
+        with self._session() as (conn, history):
+            if dry_run:
+                # A dry run takes no lock: it must never make a running migration wait.
+                steps = plan.plan_up(plan.compute(migrations, history.rows(conn)), to=to,
+                                     allow_out_of_order=allow_out_of_order)
+                scripts = self._prepare(history, steps)
+                return Result(tuple(
+                    Applied(e.version, e.name, e.label, "up", 0.0, e.state is State.OUT_OF_ORDER,
+                            s.no_transaction, s.text)
+                    for e, s in zip(steps, scripts)), dry_run=True)
+            with self._locked(conn, history):
+                history.ensure(conn)
+                steps = plan.plan_up(plan.compute(migrations, history.rows(conn)), to=to,
+                                     allow_out_of_order=allow_out_of_order)
+                scripts = self._prepare(history, steps)
+                if not steps:
+                    log.info("nothing to do: %s is up to date", history.display)
+                return Result(tuple(
+                    self._apply(conn, history, e, s) for e, s in zip(steps, scripts)))
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _prepare(self, history: History, steps: list) -> list[Script]:
+        """Check every file that will run before the first one runs."""
+        from .script import prepare
+
+        protected = [(history.schema, history.table), (history.schema, history.log_table)]
+        return [prepare(e.migration.read(), e.migration.path, protected=protected) for e in steps]
+
+    def _apply(self, conn: psycopg.Connection, history: History, entry, script: Script) -> Applied:
+        from . import execute
+
+        m = entry.migration
+        late = entry.state is State.OUT_OF_ORDER
+        if script.no_transaction:
+            ms = self._apply_no_transaction(conn, history, m, script, late)
+        else:
+            record = history.record_applied(version=m.version, name=m.name, checksum=m.checksum,
+                                            out_of_order=late)
+            try:
+                ms = execute.run_in_transaction(conn, script, m.label, record)
+            except SqlMigrateError as exc:
+                self._log_failure(conn, history, m, "up", exc)
+                raise
+        log.info("applied %s (%s)%s", m.label, format_ms(ms), " out of order" if late else "")
+        return Applied(m.version, m.name, m.label, "up", ms, late, script.no_transaction)
+
+    def _apply_no_transaction(self, conn: psycopg.Connection, history: History, m: files.Migration,
+                              script: Script, late: bool) -> float:
+        import time
+
+        from . import execute
+
+        started = time.perf_counter()
+        history.mark_running(conn, version=m.version, name=m.name, checksum=m.checksum, out_of_order=late)
+        for i, stmt in enumerate(script.statements):
+            try:
+                execute.run_statement(conn, script, i, m.label)
+            except SqlMigrateError as exc:
+                reached = f"statement {i + 1} of {len(script.statements)} (line {stmt.line}) failed; " \
+                          f"{i} completed: {exc}"
+                try:
+                    history.mark_failed(conn, m.version, reached)
+                except Exception:
+                    log.warning("could not record the failure of %s in the history", m.label)
+                self._log_failure(conn, history, m, "up", exc)
+                raise
+            history.mark_progress(conn, m.version, i + 1)
+        ms = (time.perf_counter() - started) * 1000
+        history.write(conn, history.record_applied(
+            version=m.version, name=m.name, checksum=m.checksum, out_of_order=late))
+        return ms
+
+    def _log_failure(self, conn: psycopg.Connection, history: History, m: files.Migration,
+                     direction: str, exc: Exception) -> None:
+        """The failure goes into the append-only log, after the rollback (a best effort: the
+        connection may be what failed)."""
+        from . import execute
+
+        try:
+            execute.rollback_if_open(conn)
+            history.write(conn, history.log_row(version=m.version, name=m.name, direction=direction,
+                                                outcome="failed", checksum=m.checksum, error=str(exc)))
+        except Exception:
+            log.warning("could not record the failure of %s in %s", m.label, history.log_table)
+
+    @contextmanager
+    def _session(self) -> Iterator[tuple[psycopg.Connection, History]]:
+        from .history import History
+
+        with self._connection() as conn:
+            if self.statement_timeout:
+                conn.execute("SELECT set_config('statement_timeout', %s, false)",
+                             (f"{int(self.statement_timeout * 1000)}ms",))
+            yield conn, History.resolve(conn, self.table, self.schema)
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        if not isinstance(self.database, str):
+            conn = self.database
+            if conn.info.transaction_status != 0:  # IDLE
+                raise ConfigurationError(
+                    "the connection passed to sqlmigrate has an open transaction; commit or roll it "
+                    "back first (sqlmigrate runs each migration in a transaction of its own)"
+                )
+            autocommit = conn.autocommit
+            conn.autocommit = True
+            try:
+                yield conn
+            finally:
+                if not conn.closed:
+                    conn.autocommit = autocommit
+            return
+        from .connection import connect
+
+        conn = connect(self.database)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _locked(self, conn: psycopg.Connection, history: History) -> Iterator[None]:
+        from . import lock
+
+        key = history.lock_key()
+        lock.acquire(conn, key, self.lock_timeout, history.display)
+        try:
+            yield
+        finally:
+            try:
+                lock.release(conn, key)
+            except Exception:
+                pass  # closing the session releases it too
+
+
+def not_current(status: Status) -> NotCurrentError:
+    parts = []
+    for state, what in ((State.PENDING, "pending"), (State.OUT_OF_ORDER, "pending out of order"),
+                        (State.MODIFIED, "modified since applied"), (State.MISSING, "applied but file missing"),
+                        (State.FAILED, "failed part way")):
+        labels = [e.label for e in status.having(state)]
+        if labels:
+            parts.append(f"{what}: {', '.join(labels)}")
+    return NotCurrentError(
+        "database is not current; " + "; ".join(parts),
+        pending=[e.version for e in status.pending],
+        modified=[e.version for e in status.having(State.MODIFIED)],
+        missing=[e.version for e in status.having(State.MISSING)],
+        failed=[e.version for e in status.having(State.FAILED)],
+        out_of_order=[e.version for e in status.having(State.OUT_OF_ORDER)],
+    )
+
+
+def format_ms(ms: float) -> str:
+    return f"{ms:.0f} ms" if ms < 10_000 else f"{ms / 1000:.1f} s"
+
+
+def up(database: str | psycopg.Connection, directory: str | Path = "sql", **options: object) -> Result:
+    """Apply every pending migration in ``directory``; see :meth:`Migrator.up`."""
+    return Migrator(database, directory, **options).up()  # type: ignore[arg-type]
+
+
+def ensure_current(database: str | psycopg.Connection, directory: str | Path = "sql",
+                   **options: object) -> Status:
+    """Raise :class:`NotCurrentError` unless every migration in ``directory`` is applied unchanged.
+
+    For application boot code that must not start against an old schema.
+    """
+    return Migrator(database, directory, **options).check()  # type: ignore[arg-type]

@@ -1,0 +1,157 @@
+"""Comparing the files with the history: what is applied, pending, modified, missing, failed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from typing import TYPE_CHECKING
+
+from .errors import HistoryError, OutOfOrderError
+
+if TYPE_CHECKING:
+    from .files import Migration
+    from .history import Row
+
+# Mirrors history.APPLIED; kept here so planning does not import psycopg.
+_APPLIED = "applied"
+
+
+class State(str, Enum):
+    APPLIED = "applied"
+    PENDING = "pending"
+    #: pending, but older than the newest applied migration
+    OUT_OF_ORDER = "out-of-order"
+    #: applied, but the file changed since
+    MODIFIED = "modified"
+    #: applied, but the file is gone
+    MISSING = "missing"
+    #: a no-transaction migration that began and did not finish
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    version: int
+    name: str
+    state: State
+    migration: Migration | None
+    row: Row | None
+
+    @property
+    def label(self) -> str:
+        return self.migration.label if self.migration else f"{self.version}_{self.name}"
+
+    def as_dict(self) -> dict[str, Any]:
+        row = self.row
+        return {
+            "version": self.version,
+            "name": self.name,
+            "state": self.state.value,
+            "file": str(self.migration.path) if self.migration else None,
+            "applied_at": row.applied_at.isoformat() if row else None,
+            "execution_ms": row.execution_ms if row else None,
+            "applied_by": row.applied_by if row else None,
+            "applied_out_of_order": row.out_of_order if row else False,
+            "baseline": row.baseline if row else False,
+            "checksum": self.migration.checksum if self.migration else None,
+            "applied_checksum": row.checksum if row else None,
+            "error": row.error if row else None,
+        }
+
+
+@dataclass(frozen=True)
+class Status:
+    entries: tuple[MigrationStatus, ...]
+
+    def having(self, *states: State) -> list[MigrationStatus]:
+        return [e for e in self.entries if e.state in states]
+
+    @property
+    def pending(self) -> list[MigrationStatus]:
+        return self.having(State.PENDING, State.OUT_OF_ORDER)
+
+    @property
+    def current(self) -> bool:
+        """True when the database matches the files exactly."""
+        return all(e.state is State.APPLIED for e in self.entries)
+
+    @property
+    def applied_at_newest(self) -> datetime | None:
+        times = [e.row.applied_at for e in self.entries if e.row is not None]
+        return max(times) if times else None
+
+    def summary(self) -> str:
+        counts: dict[str, int] = {}
+        for e in self.entries:
+            counts[e.state.value] = counts.get(e.state.value, 0) + 1
+        return ", ".join(f"{n} {state}" for state, n in counts.items()) or "no migrations"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "current": self.current,
+            "migrations": [e.as_dict() for e in self.entries],
+            **{state.value.replace("-", "_"): [e.version for e in self.having(state)]
+               for state in State if state is not State.APPLIED},
+        }
+
+
+def compute(migrations: Sequence[Migration], rows: Sequence[Row]) -> Status:
+    by_version = {r.version: r for r in rows}
+    newest_applied = max((r.version for r in rows), default=None)
+    entries: list[MigrationStatus] = []
+    for m in migrations:
+        row = by_version.pop(m.version, None)
+        if row is None:
+            late = newest_applied is not None and m.version < newest_applied
+            state = State.OUT_OF_ORDER if late else State.PENDING
+        elif row.state != _APPLIED:
+            state = State.FAILED
+        elif row.checksum != m.checksum:
+            state = State.MODIFIED
+        else:
+            state = State.APPLIED
+        entries.append(MigrationStatus(m.version, m.name, state, m, row))
+    for row in by_version.values():
+        state = State.FAILED if row.state != _APPLIED else State.MISSING
+        entries.append(MigrationStatus(row.version, row.name, state, None, row))
+    entries.sort(key=lambda e: e.version)
+    return Status(tuple(entries))
+
+
+def plan_up(status: Status, *, to: int | None = None, allow_out_of_order: bool = False) -> list[MigrationStatus]:
+    """The migrations ``up`` applies, in order; raises when the history forbids going on."""
+    failed = status.having(State.FAILED)
+    if failed:
+        e = failed[0]
+        done = e.row.statements_done if e.row else None
+        raise HistoryError(
+            f"migration {e.label} began without a transaction and did not finish"
+            f"{f' ({done} statement(s) completed)' if done is not None else ''}"
+            f"{f': {e.row.error}' if e.row and e.row.error else ''}. "
+            "Nothing more runs until it is resolved: either finish or undo its remaining work by hand "
+            "and run `sqlmigrate repair` to mark it applied, or undo what it did and run "
+            "`sqlmigrate repair` to clear it so `up` retries it"
+        )
+    modified = status.having(State.MODIFIED)
+    if modified:
+        names = ", ".join(e.label for e in modified)
+        raise HistoryError(
+            f"applied migration(s) changed since they ran: {names}. sqlmigrate does not re-run edited "
+            "migrations: restore the files, or put the change in a new migration and run "
+            "`sqlmigrate repair` to accept the edited text"
+        )
+    pending = [e for e in status.pending if to is None or e.version <= to]
+    late = [e for e in pending if e.state is State.OUT_OF_ORDER]
+    if late and not allow_out_of_order:
+        newest = max(e.version for e in status.entries if e.row is not None)
+        names = ", ".join(e.label for e in late)
+        raise OutOfOrderError(
+            f"pending migration(s) older than the newest applied one ({newest}): {names}. "
+            "Renumber them above it, or apply them as they are with --allow-out-of-order",
+            [e.version for e in late],
+        )
+    return pending

@@ -1,0 +1,131 @@
+"""Finding and reading migration files: every problem is named before the database is touched."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+
+import pytest
+
+from sqlmigrate import files
+from sqlmigrate.errors import ConfigurationError, MigrationFileError
+
+
+def test_discovers_in_numeric_version_order_and_ignores_other_files(mdir):
+    mdir.write("10_ten.sql", "SELECT 10;")
+    mdir.write("0002_two.sql", "SELECT 2;")
+    mdir.write("0002_two.rollback.sql", "SELECT -2;")
+    mdir.write("20260110120000_stamp.sql", "SELECT 3;")
+    mdir.write("README.md", "# notes")
+    mdir.write(".gitkeep", "")
+    mdir.write("notes.txt", "x")
+    (mdir.path / "subdir").mkdir()
+    found = files.discover(mdir.path)
+    assert [(m.version, m.name) for m in found] == [(2, "two"), (10, "ten"), (20260110120000, "stamp")]
+    assert found[0].rollback == mdir.path / "0002_two.rollback.sql"
+    assert found[1].rollback is None
+
+
+def test_golang_migrate_spelling_is_accepted(mdir):
+    mdir.write("1_init.up.sql", "CREATE TABLE t (id int);")
+    mdir.write("1_init.down.sql", "DROP TABLE t;")
+    (m,) = files.discover(mdir.path)
+    assert (m.version, m.name, m.path.name, m.rollback.name) == (1, "init", "1_init.up.sql", "1_init.down.sql")
+
+
+@pytest.mark.parametrize("names, fragment", [
+    (["0001_bad name.sql"], "not a migration file name"),
+    (["abc_x.sql"], "not a migration file name"),
+    (["0001_a.b.sql"], "not a migration file name"),
+    (["0001_a.sql", "001_b.sql"], "two migrations with version 1"),
+    (["0003_x.rollback.sql"], "rollback file without its migration; add the migration 0003_x.sql"),
+    (["0004_x.sql", "0004_x.down.sql"], "mixes the .sql/.rollback.sql and .up.sql/.down.sql spellings"),
+    (["0005_x.sql", "0005_y.rollback.sql"], "rename it to 0005_x.rollback.sql"),
+])
+def test_bad_file_sets_name_the_file_and_the_fix(mdir, names, fragment):
+    for n in names:
+        mdir.write(n, "SELECT 1;")
+    with pytest.raises(MigrationFileError) as err:
+        files.discover(mdir.path)
+    assert fragment in str(err.value)
+    assert str(mdir.path) in str(err.value)
+
+
+def test_all_problems_are_reported_together(mdir):
+    mdir.write("0001_ok.sql", "SELECT 1;")
+    mdir.write("x.sql", "SELECT 1;")
+    mdir.write("0009_y.rollback.sql", "SELECT 1;")
+    with pytest.raises(MigrationFileError) as err:
+        files.discover(mdir.path)
+    assert "x.sql" in str(err.value) and "0009_y.rollback.sql" in str(err.value)
+
+
+def test_not_utf8_names_file_and_line(mdir):
+    mdir.write("0001_latin1.sql", "SELECT 1;\nSELECT 'caf\xe9';\n".encode("latin-1"))
+    with pytest.raises(MigrationFileError) as err:
+        files.discover(mdir.path)
+    assert "0001_latin1.sql:2" in str(err.value) and "not valid UTF-8" in str(err.value)
+
+
+def test_nul_byte_is_an_error(mdir):
+    mdir.write("0001_nul.sql", b"SELECT 1;\nSELECT '\x00';\n")
+    with pytest.raises(MigrationFileError, match=r"0001_nul.sql:2: contains a NUL byte"):
+        files.discover(mdir.path)
+
+
+def test_checksum_ignores_crlf_and_bom(tmp_path):
+    a = tmp_path / "a"
+    b = tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    (a / "0001_x.sql").write_bytes(b"CREATE TABLE t (id int);\nSELECT 1;\n")
+    (b / "0001_x.sql").write_bytes(b"\xef\xbb\xbfCREATE TABLE t (id int);\r\nSELECT 1;\r\n")
+    (ma,), (mb,) = files.discover(a), files.discover(b)
+    assert ma.checksum == mb.checksum
+    assert mb.read() == "CREATE TABLE t (id int);\nSELECT 1;\n"
+
+
+def test_checksum_changes_with_content(mdir):
+    p = mdir.write("0001_x.sql", "SELECT 1;")
+    before = files.discover(mdir.path)[0].checksum
+    p.write_text("SELECT 2;")
+    assert files.discover(mdir.path)[0].checksum != before
+
+
+def test_symlink_out_of_the_directory_is_refused(mdir, tmp_path):
+    outside = tmp_path / "secret.sql"
+    outside.write_text("SELECT 1;")
+    os.symlink(outside, mdir.path / "0001_link.sql")
+    with pytest.raises(MigrationFileError, match="outside the migration directory"):
+        files.discover(mdir.path)
+
+
+def test_missing_directory_is_a_configuration_error(tmp_path):
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        files.discover(tmp_path / "nope")
+
+
+def test_new_continues_the_numbering_style(mdir):
+    up, down = files.create(mdir.path, "create_users")
+    assert (up.name, down.name) == ("0001_create_users.sql", "0001_create_users.rollback.sql")
+    up, _ = files.create(mdir.path, "add-email")
+    assert up.name == "0002_add-email.sql"
+
+
+def test_new_keeps_width_and_updown_spelling(mdir):
+    mdir.write("000007_a.up.sql", "SELECT 1;")
+    up, down = files.create(mdir.path, "b")
+    assert (up.name, down.name) == ("000008_b.up.sql", "000008_b.down.sql")
+
+
+def test_new_with_timestamps_uses_a_timestamp(mdir):
+    mdir.write("20200101000000_a.sql", "SELECT 1;")
+    up, _ = files.create(mdir.path, "b", now=datetime(2026, 11, 24, 6, 30, 0, tzinfo=timezone.utc))
+    assert up.name == "20261124063000_b.sql"
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "..", "x.sql", "", "a b"])
+def test_new_rejects_names_that_could_escape_or_break_the_pattern(mdir, name):
+    with pytest.raises(ConfigurationError, match="invalid migration name"):
+        files.create(mdir.path, name)
+    assert list(mdir.path.iterdir()) == []
