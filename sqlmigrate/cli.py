@@ -211,7 +211,10 @@ def cmd_new(args: argparse.Namespace, settings: config.Settings, out: _Printer) 
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, config.Settings, _Printer], int]] = {
-    "up": cmd_up, "status": cmd_status, "check": cmd_check, "new": cmd_new,
+    "up": cmd_up,
+    "status": cmd_status,
+    "check": cmd_check,
+    "new": cmd_new,
 }
 
 

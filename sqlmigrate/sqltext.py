@@ -69,8 +69,8 @@ _BODY_ALTERNATIVES = "|".join(
         # Anything that cannot start a token needing attention.  Letters are in here, so an E'...'
         # string is recognised by looking behind the quote.
         rf"[^'\";$/\\\-]+{_P}",
+        # Comments are left to Python, which must know where the last one of a statement ends.
         r"-(?!-)",
-        rf"--[^\n]*{_P}",
         r"/(?!\*)",
         # E'...' (backslash escapes): a quote preceded by an E that does not continue an identifier.
         rf"(?<=[Ee])(?<![{_IDC}][Ee])'[^'\\]*{_P}(?:(?:\\.|'')[^'\\]*{_P})*{_P}'",
@@ -276,13 +276,19 @@ def _is_routine(text: str, pos: int) -> bool:
     return len(w) == 4 and w[1] == "OR" and w[2] == "REPLACE" and w[3] in ("FUNCTION", "PROCEDURE")
 
 
-def _routine_end(text: str, pos: int, st: _State) -> int:
+def _routine_end(text: str, pos: int, st: _State) -> tuple[int, int]:
     """Position of the ';' ending a CREATE FUNCTION/PROCEDURE statement, tracking ``BEGIN ATOMIC``
     bodies as psql does: at parenthesis depth 0, BEGIN opens, CASE opens inside a BEGIN, END closes;
     a ';' ends the statement only at depth 0 outside parentheses."""
     depth = 0
     parens = 0
+    last = pos
     for kind, s, e in _lex(text, pos, None, st):
+        if kind in _TRIVIA:
+            continue
+        if kind == "semi" and parens == 0 and depth == 0:
+            return s, last
+        last = e
         if kind == "word":
             if parens == 0 and 3 <= e - s <= 5:
                 w = text[s:e].lower()
@@ -300,9 +306,7 @@ def _routine_end(text: str, pos: int, st: _State) -> int:
                 parens += 1
             elif c == ")" and parens > 0:
                 parens -= 1
-        elif kind == "semi" and parens == 0 and depth == 0:
-            return s
-    return len(text)
+    return len(text), last
 
 
 def _trim_end(text: str, start: int, end: int) -> int:
@@ -318,6 +322,12 @@ def _trim_end(text: str, start: int, end: int) -> int:
     return last
 
 
+def _rstrip(text: str, start: int, end: int) -> int:
+    while end > start and text[end - 1] in _WS:
+        end -= 1
+    return end
+
+
 def _spans(text: str, st: _State) -> Iterator[tuple[int, int]]:
     """Yield ``(start, end)`` of every statement; the core of the splitter."""
     n = len(text)
@@ -329,20 +339,34 @@ def _spans(text: str, st: _State) -> Iterator[tuple[int, int]]:
             return
         had_unterminated = st.unterminated is not None
         if text[start:start + 6].lower() == "create" and _is_routine(text, start):
-            p = _routine_end(text, start, st)
+            p, end = _routine_end(text, start, st)
         else:
+            comments: list[tuple[int, int]] = []
             p = start
             while True:
                 p = body(text, p).end() if _body_end is None else _body_end(text, p)
-                if p >= n or text[p] == ";":
-                    break
-                p = _attention(text, p, st)
                 if p >= n:
                     break
+                c = text[p]
+                if c == ";":
+                    break
+                if c == "-":  # the regex stops at '--' only
+                    e = _eol(text, p)
+                elif c == "/" and text.startswith("/*", p):
+                    e = _block_comment_end(text, p, st)
+                else:
+                    p = _attention(text, p, st)
+                    if p >= n:
+                        break
+                    continue
+                comments.append((p, e))
+                p = e
+            end = _rstrip(text, start, min(p, n))
+            # Trailing comments are not part of the statement.
+            while comments and comments[-1][1] >= end:
+                end = _rstrip(text, start, comments.pop()[0])
         if st.unterminated is not None and not had_unterminated:
             end = n  # keep the unterminated construct whole
-        else:
-            end = _trim_end(text, start, min(p, n))
         if end > start:
             yield start, end
         pos = p + 1
