@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from psycopg import pq, sql
 
 from .errors import MigrationError
-from .script import Script
+from .script import Chunk, Script
 from .sqltext import line_at
 
 if TYPE_CHECKING:
@@ -139,11 +139,19 @@ def run_in_transaction(conn: psycopg.Connection, script: Script, label: str, rec
     statement is raised.
     """
     started = time.perf_counter()
+    prefix = _BEGIN
     try:
-        send(conn, _BEGIN + script.text)
-    except _Failed as exc:
+        for chunk in script.chunks():
+            try:
+                send(conn, prefix + chunk.text)
+            except _Failed as exc:
+                raise _locate(exc.error, script, chunk, label, offset=len(prefix), skipped=prefix.count(";")) from None
+            prefix = ""
+        if prefix:  # a streamed file that turned out to be empty
+            send(conn, prefix)
+    except BaseException:
         rollback_if_open(conn)
-        raise _locate(exc.error, script, label, offset=len(_BEGIN), skipped=1) from None
+        raise
     try:
         send(conn, record.as_string(conn) + "COMMIT;")
     except _Failed as exc:
@@ -161,12 +169,12 @@ def run_statement(conn: psycopg.Connection, script: Script, index: int, label: s
     try:
         send(conn, stmt.text)
     except _Failed as exc:
-        err = exc.error
-        raise _error(err, script, label, stmt.line, stmt.text) from None
+        raise _error(exc.error, script, label, stmt.line, stmt.text) from None
 
 
-def _locate(err: _ServerError, script: Script, label: str, *, offset: int, skipped: int) -> MigrationError:
-    """Turn a server error for ``script`` into an error naming its line and statement.
+def _locate(err: _ServerError, script: Script, chunk: Chunk, label: str, *, offset: int,
+            skipped: int) -> MigrationError:
+    """Turn a server error for one chunk of ``script`` into an error naming its line and statement.
 
     A syntax error carries the character position; a runtime error does not, but the number of
     statements that completed before it (less ``skipped`` of our own) is the failing one's index.
@@ -175,13 +183,13 @@ def _locate(err: _ServerError, script: Script, label: str, *, offset: int, skipp
         return _error(err, script, label, None, None)
     if err.position is not None and err.position - 1 >= offset:
         pos = err.position - 1 - offset
-        stmt = script.statement_at(pos)
-        return _error(err, script, label, line_at(script.text, pos), stmt.text if stmt else None)
+        stmt = chunk.statement_at(pos)
+        return _error(err, script, label, chunk.file_line(line_at(chunk.text, pos)), stmt.text if stmt else None)
     index = err.completed - skipped
-    statements = script.statements
+    statements = chunk.statements
     if 0 <= index < len(statements):
         stmt = statements[index]
-        return _error(err, script, label, stmt.line, stmt.text)
+        return _error(err, script, label, chunk.file_line(stmt.line), stmt.text)
     return _error(err, script, label, None, None)
 
 

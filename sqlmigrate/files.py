@@ -6,9 +6,10 @@ anything touches the database.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -68,28 +69,62 @@ def read_text(path: Path) -> str:
     The UTF-8 BOM is dropped and line endings are normalised to ``\\n``, so a CRLF checkout runs and
     checksums exactly like an LF one.
     """
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise MigrationFileError(
-            f"is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-            "re-save the file as UTF-8",
-            path, line,
-        ) from None
-    del data
-    if text.startswith(_BOM):
-        text = text[1:]
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    nul = text.find("\0")
-    if nul >= 0:
-        raise MigrationFileError(
-            "contains a NUL byte, which PostgreSQL cannot accept in SQL text; remove it",
-            path, text.count("\n", 0, nul) + 1,
-        )
-    return text
+    return "".join(iter_text(path))
+
+
+def file_checksum(path: Path) -> str:
+    """SHA-256 of the file's normalised text, read in chunks: memory stays flat for huge files."""
+    digest = hashlib.sha256()
+    for piece in iter_text(path):
+        digest.update(piece.encode("utf-8"))
+    return digest.hexdigest()
+
+
+_CHUNK = 1 << 20
+
+
+def iter_text(path: Path, chunk_size: int = _CHUNK) -> Iterator[str]:
+    """The file's normalised text in pieces of about ``chunk_size`` characters.
+
+    Raises :class:`MigrationFileError` naming the line of invalid UTF-8 or of a NUL byte, which
+    PostgreSQL cannot accept in SQL text.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    lines_before = 0  # newlines in the bytes already decoded, for error messages
+    carry = ""  # a trailing "\r" held back: the next piece may start with its "\n"
+    first = True
+    with path.open("rb") as f:
+        while True:
+            data = f.read(chunk_size)
+            try:
+                piece = decoder.decode(data, final=not data)
+            except UnicodeDecodeError as exc:
+                bad = exc.object[exc.start] if exc.start < len(exc.object) else 0
+                raise MigrationFileError(
+                    f"is not valid UTF-8 (byte 0x{bad:02x}); re-save the file as UTF-8",
+                    path, lines_before + data.count(b"\n", 0, exc.start) + 1,
+                ) from None
+            if first and piece:
+                first = False
+                if piece.startswith(_BOM):
+                    piece = piece[1:]
+            piece = carry + piece
+            carry = ""
+            if data and piece.endswith("\r"):
+                piece, carry = piece[:-1], "\r"
+            if "\r" in piece:
+                piece = piece.replace("\r\n", "\n").replace("\r", "\n")
+            nul = piece.find("\0")
+            if nul >= 0:
+                raise MigrationFileError(
+                    "contains a NUL byte, which PostgreSQL cannot accept in SQL text; remove it",
+                    path, lines_before + piece.count("\n", 0, nul) + 1,
+                )
+            lines_before += data.count(b"\n")
+            if piece:
+                yield piece
+            if not data:
+                return
 
 
 def checksum(text: str) -> str:
@@ -128,6 +163,13 @@ def discover(directory: Path | str) -> list[Migration]:
             problems.append(
                 f"{path}: is a symbolic link to {path.resolve()}, outside the migration directory; "
                 "sqlmigrate only reads files inside it: copy the file in instead"
+            )
+            continue
+        if not path.is_file():
+            # Reading a named pipe would block forever, and a device never ends.
+            problems.append(
+                f"{path}: is not a regular file (a named pipe, socket, device or broken link); "
+                "sqlmigrate reads only regular files: replace it with a file holding the migration"
             )
             continue
         spelling, kind = _KINDS[m["kind"]]
@@ -170,11 +212,11 @@ def discover(directory: Path | str) -> list[Migration]:
             )
             continue
         try:
-            text = read_text(path)
+            digest = file_checksum(path)
         except MigrationFileError as exc:
             problems.append(str(exc))
             continue
-        migrations.append(Migration(version, name, path, checksum(text), rollback))
+        migrations.append(Migration(version, name, path, digest, rollback))
     if problems:
         raise MigrationFileError("\n".join(problems))
     return migrations
@@ -204,11 +246,16 @@ def _down_name(fname: str) -> str:
 _TIMESTAMP_DIGITS = 14
 
 
+# File names are limited to 255 bytes: leave room for a timestamp version and ".rollback.sql".
+_MAX_NAME = 200
+
+
 def create(directory: Path | str, name: str, *, now: datetime | None = None) -> tuple[Path, Path]:
     """Create the next migration ``name`` and its rollback, keeping the directory's numbering style."""
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.match(name) or len(name) > _MAX_NAME:
         raise ConfigurationError(
-            f"invalid migration name {name!r}: use letters, digits, '_' and '-' only, e.g. add_users_email"
+            f"invalid migration name {name!r}: use letters, digits, '_' and '-' only, at most {_MAX_NAME} "
+            "of them, e.g. add_users_email"
         )
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)

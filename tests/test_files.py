@@ -129,3 +129,20 @@ def test_new_rejects_names_that_could_escape_or_break_the_pattern(mdir, name):
     with pytest.raises(ConfigurationError, match="invalid migration name"):
         files.create(mdir.path, name)
     assert list(mdir.path.iterdir()) == []
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 3, 7, 1 << 20])
+def test_chunked_reading_normalises_across_chunk_boundaries(tmp_path, chunk_size):
+    raw = "\ufeffCREATE TABLE é (x int);\r\nSELECT 'a\rb';\r\n\r\n-- ünïcode\r".encode("utf-8")
+    p = tmp_path / "0001_x.sql"
+    p.write_bytes(raw)
+    text = "".join(files.iter_text(p, chunk_size=chunk_size))
+    assert text == "CREATE TABLE é (x int);\nSELECT 'a\nb';\n\n-- ünïcode\n"
+    assert files.file_checksum(p) == files.checksum(text)
+
+
+def test_invalid_utf8_in_a_later_chunk_names_its_line(tmp_path):
+    p = tmp_path / "0001_x.sql"
+    p.write_bytes(b"SELECT 1;\n" * 200_000 + b"SELECT '\xff';\n")
+    with pytest.raises(MigrationFileError, match=r"0001_x.sql:200001: is not valid UTF-8 \(byte 0xff\)"):
+        files.file_checksum(p)
