@@ -22,20 +22,21 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from .dataloss import Finding
     from .migrator import Applied, Migrator, Result, ensure_current, up
     from .plan import MigrationStatus, State, Status
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Applied", "ConfigurationError", "ConnectError", "DataLossError", "HistoryError", "LockTimeoutError",
+    "Applied", "ConfigurationError", "ConnectError", "DataLossError", "Finding", "HistoryError", "LockTimeoutError",
     "MigrationError", "MigrationFileError", "MigrationStatus", "Migrator", "NotCurrentError",
     "OutOfOrderError", "Result", "SqlMigrateError", "State", "Status", "ensure_current", "up",
 ]
 
 _LAZY = {
     "Applied": "migrator", "Migrator": "migrator", "Result": "migrator", "ensure_current": "migrator",
-    "up": "migrator", "MigrationStatus": "plan", "State": "plan", "Status": "plan",
+    "up": "migrator", "Finding": "dataloss", "MigrationStatus": "plan", "State": "plan", "Status": "plan",
 }
 
 

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from . import config
 from .connection import describe, mask
@@ -81,8 +81,16 @@ def _common_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
                    help="print only errors")
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+    """Usage errors quote arguments back (``unrecognized arguments: --databse postgresql://u:pw@...``):
+    mask passwords first. Subparsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(mask(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog="sqlmigrate",
         description="Raw-SQL versioned migrations for PostgreSQL.",
         epilog=CONNECTION_HELP + "\n" + EXIT_CODES,
@@ -107,12 +115,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("status", "show every migration: applied, pending, modified, missing, out-of-order, failed")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--log", nargs="?", const=20, type=int, metavar="N",
+                   help="also show the newest N entries of the audit log (default 20)")
 
     p = command("check", "exit 0 only if the database matches the files exactly (exit 3 if not)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = command("new", "create the next-numbered migration and its rollback file")
     p.add_argument("name", help="letters, digits, '_' and '-', e.g. add_users_email")
+
+    p = command("down", "run the rollback files of the newest applied migrations, newest first "
+                        "(default: 1 step)")
+    which = p.add_mutually_exclusive_group()
+    # No default: argparse lets a mutually exclusive option through when its value is the default.
+    which.add_argument("--steps", type=int, metavar="N", help="roll back the newest N migrations (default 1)")
+    which.add_argument("--to", type=int, metavar="V", help="roll back every applied migration above version V")
+    p.add_argument("--yes", action="store_true",
+                   help="destroy data the rollbacks would drop without asking (required without a terminal)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan, the data-loss warning and the SQL; change nothing")
+
+    p = command("baseline", "record versions up to V as applied without running them, for a database "
+                            "whose tables were built by other means")
+    p.add_argument("version", type=int, metavar="V", help="the newest version the database already contains")
+    p.add_argument("--force", action="store_true",
+                   help="also on a database that already has history: only add the missing versions up to V")
+
+    p = command("repair", "accept the current checksum of modified migrations, or resolve a no-transaction "
+                          "migration that stopped part way; each change is logged")
+    p.add_argument("versions", nargs="*", type=int, metavar="V",
+                   help="modified migrations whose current checksum to accept (default: all of them)")
+    p.add_argument("--applied", action="append", type=int, default=[], metavar="V",
+                   help="a failed no-transaction migration you finished by hand: record it as applied")
+    p.add_argument("--retry", action="append", type=int, default=[], metavar="V",
+                   help="a failed no-transaction migration you undid by hand: clear it so `up` runs it again")
+    p = command("verify", "in a throwaway database it creates and drops on the same server: apply each "
+                          "migration, roll it back, check the schema is exactly as before, apply it again; "
+                          "exit 1 if any rollback is missing, fails or leaves the schema different")
+    p.add_argument("--scratch-database", metavar="URL",
+                   help="use this existing, empty database instead of creating one (it is not dropped)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -158,9 +200,42 @@ def cmd_up(args: argparse.Namespace, settings: config.Settings, out: _Printer) -
 
 def cmd_status(args: argparse.Namespace, settings: config.Settings, out: _Printer) -> int:
     database = _database(settings, out, announce=not args.json)
-    status = _migrator(settings, database).status()
-    _print_status(status, args.json, out)
+    migrator = _migrator(settings, database)
+    status = migrator.status()
+    if args.log is None:
+        _print_status(status, args.json, out)
+        return 0
+    entries = migrator.log(max(args.log, 0))
+    if args.json:
+        out.always(json.dumps({**status.as_dict(), "log": [_log_entry_dict(e) for e in entries]}, indent=2))
+        return 0
+    _print_status(status, False, out)
+    _print_log(entries, out)
     return 0
+
+
+def _log_entry_dict(e: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    d = asdict(e)
+    for key in ("started_at", "finished_at"):
+        d[key] = d[key].isoformat() if d[key] else None
+    return d
+
+
+def _print_log(entries: Sequence[Any], out: _Printer) -> None:
+    from .migrator import format_ms
+
+    out.always("")
+    out.always(f"log (newest {len(entries)}):" if entries else "log: empty")
+    for e in entries:
+        what = f"{e.version}_{e.name}" if e.version is not None else "-"
+        took = format_ms(e.execution_ms) if e.execution_ms is not None else ""
+        who = f"{e.db_user}@{e.client_host or '?'} pid {e.client_pid if e.client_pid is not None else '?'}"
+        out.always(f"{e.started_at:%Y-%m-%d %H:%M:%S%z}  {e.direction:<8} {e.outcome:<7} {what}  {took}  {who}")
+        for label, text in (("error", e.error), ("detail", e.detail)):
+            if text:
+                out.always(f"    {label}: " + text.replace("\n", "\n      "))
 
 
 def cmd_check(args: argparse.Namespace, settings: config.Settings, out: _Printer) -> int:
@@ -198,7 +273,93 @@ def _print_status(status: Any, as_json: bool, out: _Printer) -> None:
             if e.row.baseline:
                 detail += "  (baseline)"
         out.always(f"{e.state.value:<12} {e.label:<{width}}  {detail}".rstrip())
+        if e.state.value == "failed":
+            from .plan import describe_failure
+
+            out.always(f"{'':<12} {describe_failure(e)}".replace("\n", "\n" + " " * 13))
     out.always(status.summary())
+
+
+def cmd_down(args: argparse.Namespace, settings: config.Settings, out: _Printer) -> int:
+    from .errors import DataLossError
+    from .migrator import format_ms
+
+    database = _database(settings, out)
+    migrator = _migrator(settings, database)
+    steps = 1 if args.steps is None else args.steps
+    if args.dry_run:
+        result = migrator.down(steps, to=args.to, dry_run=True)
+        if not result.applied:
+            out.line("dry run: nothing to roll back")
+        for a in result.applied:
+            out.line(f"-- would roll back {a.label}{' (no transaction)' if a.no_transaction else ''}")
+            out.line((a.sql or "").rstrip())
+            out.line()
+        if result.findings:
+            _warn_data_loss(result.findings, dry_run=True)
+        if result.applied:
+            out.line(f"dry run: {len(result.applied)} migration(s) would be rolled back; nothing was changed")
+        return 0
+
+    refusal: list[str] = []
+
+    def decide(findings: list[Any]) -> bool:
+        _warn_data_loss(findings)
+        if args.yes:
+            print("--yes given: going ahead", file=sys.stderr, flush=True)
+            return True
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            refusal.append("refusing to destroy data without confirmation, and there is no terminal to ask "
+                           "on; nothing was rolled back. Re-run with --yes to go ahead (see --dry-run for "
+                           "the SQL)")
+            return False
+        try:
+            answer = input("Type 'yes' to destroy this data: ")
+        except EOFError:
+            answer = ""
+        if answer.strip() == "yes":
+            return True
+        refusal.append("not confirmed; nothing was rolled back")
+        return False
+
+    try:
+        result = migrator.down(steps, to=args.to, on_data_loss=decide)
+    except DataLossError as exc:
+        print(f"error: {refusal[0] if refusal else exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    if result.applied:
+        total = sum(a.duration_ms for a in result.applied)
+        out.line(f"rolled back {len(result.applied)} migration(s) in {format_ms(total)}")
+    return 0
+
+
+def _warn_data_loss(findings: Sequence[Any], dry_run: bool = False) -> None:
+    # On stderr and even with -q: this is the one thing a user must see before data goes.
+    lines = [f"warning: rolling back {'would destroy' if dry_run else 'destroys'} data in "
+             f"{len(findings)} object(s):"]
+    lines += [f"  {f.describe()}" for f in findings]
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def cmd_baseline(args: argparse.Namespace, settings: config.Settings, out: _Printer) -> int:
+    database = _database(settings, out)
+    result = _migrator(settings, database).baseline(args.version, force=args.force)
+    out.line(f"baseline at version {result.version}: {len(result.recorded)} migration(s) recorded as applied "
+             "without running them; `up` applies the ones above it")
+    return 0
+
+
+def cmd_repair(args: argparse.Namespace, settings: config.Settings, out: _Printer) -> int:
+    database = _database(settings, out)
+    result = _migrator(settings, database).repair(args.versions or None, mark_applied=args.applied,
+                                                  retry=args.retry)
+    # Each change (with its old and new checksum) was printed through the log as it was made.
+    if not result.repaired and not result.unresolved:
+        out.line("nothing to repair: no applied migration was modified or stopped part way")
+    for u in result.unresolved:
+        print(f"error: {u.label} stopped part way and was left as it is: {u.description}.\n"
+              f"  To resolve it, {u.guidance}", file=sys.stderr, flush=True)
+    return 2 if result.unresolved else 0
 
 
 def cmd_new(args: argparse.Namespace, settings: config.Settings, out: _Printer) -> int:
@@ -210,11 +371,33 @@ def cmd_new(args: argparse.Namespace, settings: config.Settings, out: _Printer) 
     return 0
 
 
+def cmd_verify(args: argparse.Namespace, settings: config.Settings, out: _Printer) -> int:
+    from .verify import verify
+
+    if args.json:
+        out.quiet = True  # progress lines would corrupt the JSON on stdout
+    database = settings.database if args.scratch_database else _database(settings, out)
+    report = verify(database, settings.directory, scratch_database=args.scratch_database,
+                    table=settings.table, schema=settings.schema,
+                    statement_timeout=settings.statement_timeout)
+    if args.json:
+        out.always(json.dumps(report.as_dict(), indent=2))
+    elif report.ok:
+        out.line(f"verify: {report.summary()}")
+    else:
+        out.always(report.describe(only_problems=True))
+    return 0 if report.ok else 1
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, config.Settings, _Printer], int]] = {
     "up": cmd_up,
     "status": cmd_status,
     "check": cmd_check,
     "new": cmd_new,
+    "baseline": cmd_baseline,
+    "repair": cmd_repair,
+    "down": cmd_down,
+    "verify": cmd_verify,
 }
 
 

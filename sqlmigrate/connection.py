@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from .errors import ConfigurationError, ConnectError
+from .errors import ConfigurationError, ConnectError, SqlMigrateError
 
 if TYPE_CHECKING:
     import psycopg
@@ -53,15 +53,39 @@ def connect(database: str, *, connect_timeout: float = 10) -> psycopg.Connection
     import psycopg
 
     url = normalize(database)
+    failure: SqlMigrateError
     try:
-        return psycopg.connect(
+        conn = psycopg.connect(
             url, autocommit=True, connect_timeout=max(1, int(connect_timeout)),
             application_name="sqlmigrate",
         )
     except psycopg.Error as exc:
-        raise ConnectError(f"could not connect to the database: {mask(str(exc).strip(), database)}") from None
+        failure = ConnectError(f"could not connect to the database: {mask(str(exc).strip(), database)}")
     except Exception as exc:  # psycopg raises ProgrammingError and others for malformed strings
-        raise ConfigurationError(f"invalid database connection string: {mask(str(exc), database)}") from None
+        failure = ConfigurationError(f"invalid database connection string: {mask(str(exc), database)}")
+    else:
+        _check_client_alive(conn)
+        return conn
+    # Raised outside the except blocks: the original error, which may quote the whole connection
+    # string with its password, must not ride along as __context__ (``from None`` only hides it).
+    raise failure
+
+
+def _check_client_alive(conn: psycopg.Connection) -> None:
+    """Have the server notice within a second when this client dies (killed, crashed, cable pulled).
+
+    Otherwise the backend of a killed ``up`` keeps running its statement to the end (hours, for a big
+    index), holding the migration lock and making the next deploy wait for an orphan. PostgreSQL 14+,
+    on platforms that support it; elsewhere the setting is refused and we go without.
+    """
+    import psycopg
+
+    if conn.info.server_version < 140000:
+        return
+    try:
+        conn.execute("SELECT set_config('client_connection_check_interval', '1000', false)")
+    except psycopg.Error:
+        pass
 
 
 def describe(database: str) -> str:

@@ -195,9 +195,12 @@ class History:
     # -- writing: SQL fragments that ride in the same message as the migration --------------------
 
     def record_applied(self, *, version: int, name: str, checksum: str, out_of_order: bool,
-                       baseline: bool = False) -> sql.Composed:
-        """Insert the "applied" history row and its log row. ``execution_ms`` is measured by the
-        server from the start of the transaction, so the whole migration costs one round trip."""
+                       baseline: bool = False, execution_ms: int | None = None) -> sql.Composed:
+        """Insert the "applied" history row and its log row. Without ``execution_ms`` it is measured
+        by the server from the start of the transaction, so the whole migration costs one round trip;
+        a no-transaction migration passes its own (it spans many transactions)."""
+        elapsed = sql.Literal(execution_ms) if execution_ms is not None else _ELAPSED_MS
+        started = sql.SQL("now() - make_interval(secs => {} / 1000.0)").format(elapsed)
         return sql.SQL(
             "INSERT INTO {history} (version, name, checksum, applied_at, execution_ms, state, baseline,"
             " out_of_order) VALUES ({version}, {name}, {checksum}, clock_timestamp(), {elapsed}, 'applied',"
@@ -209,11 +212,13 @@ class History:
             "{log}"
         ).format(
             history=self.ident, version=sql.Literal(version), name=sql.Literal(name),
-            checksum=sql.Literal(checksum), elapsed=_ELAPSED_MS, baseline=sql.Literal(baseline),
+            checksum=sql.Literal(checksum), elapsed=elapsed, baseline=sql.Literal(baseline),
             ooo=sql.Literal(out_of_order),
             log=self.log_row(version=version, name=name, checksum=checksum,
                              direction="baseline" if baseline else "up", outcome="ok",
-                             detail="out of order" if out_of_order else None),
+                             detail="out of order" if out_of_order else None,
+                             execution_ms=execution_ms,
+                             started_at=started if execution_ms is not None else None),
         )
 
     def record_removed(self, *, version: int, name: str, checksum: str | None) -> sql.Composed:
@@ -225,8 +230,13 @@ class History:
 
     def log_row(self, *, version: int | None, name: str | None, direction: str, outcome: str,
                 checksum: str | None = None, error: str | None = None, detail: str | None = None,
-                started_at: datetime | None = None, execution_ms: int | None = None) -> sql.Composed:
+                started_at: datetime | sql.Composable | None = None,
+                execution_ms: int | None = None) -> sql.Composed:
         """An INSERT of one log row. Without ``started_at`` the server's transaction start is used."""
+        if started_at is None:
+            started_at = sql.SQL("now()")
+        elif not isinstance(started_at, sql.Composable):
+            started_at = sql.Literal(started_at)
         client = _client()
         return sql.SQL(
             "INSERT INTO {log} (version, name, direction, outcome, checksum, error, started_at, finished_at,"
@@ -235,7 +245,7 @@ class History:
         ).format(
             log=self.log_ident,
             values=sql.SQL(", ").join(map(sql.Literal, (version, name, direction, outcome, checksum, error))
-                                      ) + sql.SQL(", ") + (sql.Literal(started_at) if started_at else sql.SQL("now()")),
+                                      ) + sql.SQL(", ") + started_at,
             elapsed=sql.Literal(execution_ms) if execution_ms is not None else _ELAPSED_MS,
             host=sql.Literal(client.host), pid=sql.Literal(client.pid), os_user=sql.Literal(client.user),
             detail=sql.Literal(detail),

@@ -6,7 +6,7 @@ Data flows one way: files -> plan -> execution -> history.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,10 @@ from .plan import State, Status
 if TYPE_CHECKING:
     import psycopg
 
-    from .history import History
+    from .dataloss import Finding
+    from .history import History, LogEntry
+    from .recovery import BaselineResult, RepairResult
+    from .rollback import OnDataLoss
     from .script import Script
 
 log = logging.getLogger("sqlmigrate")
@@ -45,6 +48,8 @@ class Applied:
 class Result:
     applied: tuple[Applied, ...]
     dry_run: bool = False
+    #: ``down`` only: what the rollbacks destroy (or, in a dry run, would destroy) that held data
+    findings: tuple[Finding, ...] = ()
 
     def __len__(self) -> int:
         return len(self.applied)
@@ -118,14 +123,59 @@ class Migrator:
                 return Result(tuple(
                     self._apply(conn, history, e, s) for e, s in zip(steps, scripts)))
 
+    def down(self, steps: int = 1, *, to: int | None = None, confirm: bool = False, dry_run: bool = False,
+             on_data_loss: OnDataLoss | None = None) -> Result:
+        """Run the rollback files of the newest ``steps`` applied migrations (or of every one above
+        version ``to``), newest first, each in one transaction with the removal of its history row.
+
+        Nothing runs unless every chosen migration has a rollback file. If the rollbacks would
+        destroy data that is present, :class:`DataLossError` (listing it) is raised before anything
+        runs, unless ``confirm`` is true or ``on_data_loss(findings)`` returns true.
+        """
+        from . import rollback
+
+        return rollback.down(self, steps=steps, to=to, confirm=confirm, dry_run=dry_run,
+                             on_data_loss=on_data_loss)
+
+    def baseline(self, version: int, *, force: bool = False) -> BaselineResult:
+        """Record every migration up to ``version`` as applied without running it (marked as a
+        baseline), for a database whose tables were built by other means. Refused when the history
+        already has rows unless ``force`` (which only adds missing versions, never changes rows)."""
+        from . import recovery
+
+        migrations = files.discover(self.directory)
+        with self._session() as (conn, history), self._locked(conn, history):
+            history.ensure(conn)
+            return recovery.baseline(conn, history, migrations, version, force=force)
+
+    def repair(self, versions: Iterable[int] | None = None, *, mark_applied: Iterable[int] = (),
+               retry: Iterable[int] = ()) -> RepairResult:
+        """Accept the current checksum of modified migrations (``versions``, or all when nothing is
+        named) and resolve failed no-transaction migrations: ``mark_applied`` (finished by hand) or
+        ``retry`` (undone by hand; ``up`` runs it again). Each change is logged."""
+        from . import recovery
+
+        migrations = files.discover(self.directory)
+        with self._session() as (conn, history), self._locked(conn, history):
+            if history.exists(conn):
+                history.ensure(conn)
+            return recovery.repair(conn, history, migrations, versions, mark_applied=mark_applied,
+                                   retry=retry)
+
+    def log(self, limit: int = 20) -> list[LogEntry]:
+        """The newest ``limit`` rows of the append-only log, oldest first; takes no lock."""
+        with self._session() as (conn, history):
+            return history.log_entries(conn, limit)
+
     # -- internals --------------------------------------------------------------------------------
 
     def _prepare(self, history: History, steps: list) -> list[Script]:
         """Check every file that will run before the first one runs."""
-        from .script import prepare
+        from .script import prepare_file
 
         protected = [(history.schema, history.table), (history.schema, history.log_table)]
-        return [prepare(e.migration.read(), e.migration.path, protected=protected) for e in steps]
+        return [prepare_file(e.migration.path, protected=protected, checksum=e.migration.checksum)
+                for e in steps]
 
     def _apply(self, conn: psycopg.Connection, history: History, entry, script: Script) -> Applied:
         from . import execute
@@ -168,7 +218,7 @@ class Migrator:
             history.mark_progress(conn, m.version, i + 1)
         ms = (time.perf_counter() - started) * 1000
         history.write(conn, history.record_applied(
-            version=m.version, name=m.name, checksum=m.checksum, out_of_order=late))
+            version=m.version, name=m.name, checksum=m.checksum, out_of_order=late, execution_ms=round(ms)))
         return ms
 
     def _log_failure(self, conn: psycopg.Connection, history: History, m: files.Migration,

@@ -122,19 +122,35 @@ def compute(migrations: Sequence[Migration], rows: Sequence[Row]) -> Status:
     return Status(tuple(entries))
 
 
+def describe_failure(entry: MigrationStatus) -> str:
+    """What ran and what did not, for a no-transaction migration that stopped part way."""
+    row = entry.row
+    if row is None:
+        return "no history row"
+    done = row.statements_done or 0
+    if row.state == "failed" and row.error:
+        # The error already says "statement N of M (line L) failed; K completed: <server error>".
+        head, sep, rest = row.error.partition(": ")
+        # Only the first line (file:line: message): the failing statement follows on later lines.
+        if row.error.startswith("statement ") and sep:
+            return f"{head}, the statements after it did not run: {rest.splitlines()[0]}"
+        return f"{done} statement(s) completed, then: {row.error.splitlines()[0]}"
+    ran = f"statement(s) 1-{done} completed" if done else "no statement completed"
+    return (f"its process stopped (killed, crashed or disconnected) during statement {done + 1}: {ran}, "
+            f"statement {done + 1} may or may not have taken effect, and the statements after it did not run")
+
+
 def plan_up(status: Status, *, to: int | None = None, allow_out_of_order: bool = False) -> list[MigrationStatus]:
     """The migrations ``up`` applies, in order; raises when the history forbids going on."""
     failed = status.having(State.FAILED)
     if failed:
         e = failed[0]
-        done = e.row.statements_done if e.row else None
         raise HistoryError(
-            f"migration {e.label} began without a transaction and did not finish"
-            f"{f' ({done} statement(s) completed)' if done is not None else ''}"
-            f"{f': {e.row.error}' if e.row and e.row.error else ''}. "
-            "Nothing more runs until it is resolved: either finish or undo its remaining work by hand "
-            "and run `sqlmigrate repair` to mark it applied, or undo what it did and run "
-            "`sqlmigrate repair` to clear it so `up` retries it"
+            f"migration {e.label} ran without a transaction and did not finish: {describe_failure(e)}. "
+            "Nothing more runs until it is resolved; fix the database by hand, then either run "
+            f"`sqlmigrate repair --applied {e.version}` (you completed its remaining statements: record it "
+            f"as applied) or `sqlmigrate repair --retry {e.version}` (you undid what it did: `up` runs it "
+            "again from its first statement)"
         )
     modified = status.having(State.MODIFIED)
     if modified:
