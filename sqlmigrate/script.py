@@ -254,13 +254,14 @@ def _stream_chunks(path: Path, protected: Protected, checksum: str | None) -> It
     line = 1
     first = True
     opened: int | None = None  # line of a wrapper BEGIN blanked out of the first chunk
-    pieces = files.iter_text(path, chunk_size=CHUNK)
+    # The first chunk is smaller: the server starts working sooner.
+    pieces = files.iter_text(path, chunk_size=max(1, CHUNK // 4))
     while True:
         piece = next(pieces, None)
         if piece is not None:
             digest.update(piece.encode("utf-8"))
             buffer += piece
-            if len(buffer) < CHUNK:
+            if len(buffer) < (CHUNK // 4 if first else CHUNK):
                 continue
             statements = sqltext.split(buffer)
             if len(statements) < 2:
