@@ -22,6 +22,8 @@ from .sqltext import line_at
 if TYPE_CHECKING:
     import psycopg
 
+    from .history import History
+
 log = logging.getLogger("sqlmigrate")
 
 _BEGIN = "BEGIN;\n"
@@ -170,6 +172,30 @@ def run_statement(conn: psycopg.Connection, script: Script, index: int, label: s
         send(conn, stmt.text)
     except _Failed as exc:
         raise _error(exc.error, script, label, stmt.line, stmt.text) from None
+
+
+def run_without_transaction(conn: psycopg.Connection, script: Script, label: str, history: History,
+                            version: int, *, rollback: bool = False) -> float:
+    """Run a no-transaction script statement by statement; return elapsed ms.
+
+    The caller has marked the history row "running"; each completed statement is counted in it, so
+    a crash or a failure leaves a row saying exactly how far the file got.
+    """
+    started = time.perf_counter()
+    statements = script.statements
+    for i, stmt in enumerate(statements):
+        try:
+            run_statement(conn, script, i, label)
+        except MigrationError as exc:
+            what = "rollback statement" if rollback else "statement"
+            try:
+                history.mark_failed(conn, version, f"{what} {i + 1} of {len(statements)} (line {stmt.line}) "
+                                                   f"failed; {i} completed: {exc}")
+            except Exception:
+                log.warning("could not record the failure of %s in the history", label)
+            raise
+        history.mark_progress(conn, version, i + 1)
+    return (time.perf_counter() - started) * 1000
 
 
 def _locate(err: _ServerError, script: Script, chunk: Chunk, label: str, *, offset: int,

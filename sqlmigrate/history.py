@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 # States of a history row. "running" and "failed" only occur for no-transaction migrations: a
 # transactional migration either commits together with its "applied" row or leaves no row at all.
 APPLIED, RUNNING, FAILED = "applied", "running", "failed"
+#: the error text of a "running" row whose rollback (not its migration) was under way
+ROLLBACK_RUNNING = "rollback in progress"
 
 _HISTORY_COLUMNS = {"version", "name", "checksum", "applied_at", "execution_ms", "applied_by", "state",
                     "baseline", "out_of_order", "statements_done", "error"}
@@ -262,6 +264,13 @@ class History:
             " name = EXCLUDED.name, statements_done = 0, error = NULL, applied_at = now(),"
             " applied_by = current_user, out_of_order = EXCLUDED.out_of_order"
         ).format(self.ident), (version, name, checksum, out_of_order))
+
+    def mark_rollback_running(self, conn: psycopg.Connection, version: int) -> None:
+        """Until a no-transaction rollback's last statement is done the schema is half rolled back: a
+        crash must leave a failed migration that `up` and `check` refuse, not one that looks applied."""
+        conn.execute(sql.SQL(
+            "UPDATE {} SET state = 'running', error = %s, statements_done = 0 WHERE version = %s"
+        ).format(self.ident), (ROLLBACK_RUNNING, version))
 
     def mark_progress(self, conn: psycopg.Connection, version: int, done: int) -> None:
         conn.execute(sql.SQL("UPDATE {} SET statements_done = %s WHERE version = %s").format(self.ident),

@@ -197,26 +197,14 @@ class Migrator:
 
     def _apply_no_transaction(self, conn: psycopg.Connection, history: History, m: files.Migration,
                               script: Script, late: bool) -> float:
-        import time
-
         from . import execute
 
-        started = time.perf_counter()
         history.mark_running(conn, version=m.version, name=m.name, checksum=m.checksum, out_of_order=late)
-        for i, stmt in enumerate(script.statements):
-            try:
-                execute.run_statement(conn, script, i, m.label)
-            except SqlMigrateError as exc:
-                reached = f"statement {i + 1} of {len(script.statements)} (line {stmt.line}) failed; " \
-                          f"{i} completed: {exc}"
-                try:
-                    history.mark_failed(conn, m.version, reached)
-                except Exception:
-                    log.warning("could not record the failure of %s in the history", m.label)
-                self._log_failure(conn, history, m, "up", exc)
-                raise
-            history.mark_progress(conn, m.version, i + 1)
-        ms = (time.perf_counter() - started) * 1000
+        try:
+            ms = execute.run_without_transaction(conn, script, m.label, history, m.version)
+        except SqlMigrateError as exc:
+            self._log_failure(conn, history, m, "up", exc)
+            raise
         history.write(conn, history.record_applied(
             version=m.version, name=m.name, checksum=m.checksum, out_of_order=late, execution_ms=round(ms)))
         return ms

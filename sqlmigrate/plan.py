@@ -16,8 +16,9 @@ if TYPE_CHECKING:
     from .files import Migration
     from .history import Row
 
-# Mirrors history.APPLIED; kept here so planning does not import psycopg.
+# Mirror history.APPLIED and history.ROLLBACK_RUNNING, so that planning does not import psycopg.
 _APPLIED = "applied"
+_ROLLBACK_RUNNING = "rollback in progress"
 
 
 class State(str, Enum):
@@ -129,14 +130,15 @@ def describe_failure(entry: MigrationStatus) -> str:
         return "no history row"
     done = row.statements_done or 0
     if row.state == "failed" and row.error:
-        # The error already says "statement N of M (line L) failed; K completed: <server error>".
+        # The error says "[rollback ]statement N of M (line L) failed; K completed: <server error>";
+        # only its first line (file:line: message): the failing statement follows on later lines.
         head, sep, rest = row.error.partition(": ")
-        # Only the first line (file:line: message): the failing statement follows on later lines.
-        if row.error.startswith("statement ") and sep:
+        if sep and (head.startswith("statement ") or head.startswith("rollback statement ")):
             return f"{head}, the statements after it did not run: {rest.splitlines()[0]}"
         return f"{done} statement(s) completed, then: {row.error.splitlines()[0]}"
     ran = f"statement(s) 1-{done} completed" if done else "no statement completed"
-    return (f"its process stopped (killed, crashed or disconnected) during statement {done + 1}: {ran}, "
+    what = "its rollback" if row.error == _ROLLBACK_RUNNING else "its process"
+    return (f"{what} stopped (killed, crashed or disconnected) during statement {done + 1}: {ran}, "
             f"statement {done + 1} may or may not have taken effect, and the statements after it did not run")
 
 

@@ -10,7 +10,6 @@ history row and its log row, or, with the ``no-transaction`` directive, statemen
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -211,29 +210,15 @@ def _roll_back(migrator: Migrator, conn: psycopg.Connection, history: History, s
 
 def _roll_back_no_transaction(migrator: Migrator, conn: psycopg.Connection, history: History, step: Step,
                               checksum: str) -> float:
-    from psycopg import sql
-
     from . import execute
 
     m = step.migration
-    script = step.script
-    started = time.perf_counter()
-    # Until the last statement is done the schema is half rolled back: mark the row so that a crash
-    # leaves a "failed" migration that `up` and `check` refuse, not one that looks applied.
-    conn.execute(sql.SQL("UPDATE {} SET state = 'running', error = %s WHERE version = %s").format(history.ident),
-                 ("rollback in progress", m.version))
-    for i, stmt in enumerate(script.statements):
-        try:
-            execute.run_statement(conn, script, i, f"rollback of {m.label}")
-        except SqlMigrateError as exc:
-            reached = (f"rollback ({script.path.name}) statement {i + 1} of {len(script.statements)} "
-                       f"(line {stmt.line}) failed; {i} completed: {exc}")
-            try:
-                history.mark_failed(conn, m.version, reached)
-            except Exception:
-                log.warning("could not record the failure of the rollback of %s in the history", m.label)
-            migrator._log_failure(conn, history, m, "down", exc)
-            raise
-    ms = (time.perf_counter() - started) * 1000
+    history.mark_rollback_running(conn, m.version)
+    try:
+        ms = execute.run_without_transaction(conn, step.script, f"rollback of {m.label}", history, m.version,
+                                             rollback=True)
+    except SqlMigrateError as exc:
+        migrator._log_failure(conn, history, m, "down", exc)
+        raise
     history.write(conn, history.record_removed(version=m.version, name=m.name, checksum=checksum))
     return ms

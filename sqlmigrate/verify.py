@@ -417,9 +417,7 @@ def _apply(conn: psycopg.Connection, history: History, m: files.Migration, scrip
         execute.run_in_transaction(conn, script, m.label, record)
         return
     history.mark_running(conn, version=m.version, name=m.name, checksum=m.checksum, out_of_order=False)
-    for i in range(len(script.statements)):
-        execute.run_statement(conn, script, i, m.label)
-        history.mark_progress(conn, m.version, i + 1)
+    execute.run_without_transaction(conn, script, m.label, history, m.version)
     history.write(conn, record)
 
 
@@ -432,6 +430,6 @@ def _revert(conn: psycopg.Connection, history: History, m: files.Migration, scri
     if not script.no_transaction:
         execute.run_in_transaction(conn, script, label, record)
         return
-    for i in range(len(script.statements)):
-        execute.run_statement(conn, script, i, label)
+    history.mark_rollback_running(conn, m.version)
+    execute.run_without_transaction(conn, script, label, history, m.version, rollback=True)
     history.write(conn, record)
