@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ConfigurationError, MigrationFileError
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 #: ``<version>_<name>`` followed by one of the suffixes below.
 _FILE_RE = re.compile(r"^(?P<version>[0-9]+)_(?P<name>[A-Za-z0-9_-]+?)(?P<kind>\.rollback|\.up|\.down)?\.sql$")
@@ -73,7 +77,18 @@ def read_text(path: Path) -> str:
 
 
 def file_checksum(path: Path) -> str:
-    """SHA-256 of the file's normalised text, read in chunks: memory stays flat for huge files."""
+    """SHA-256 of the file's normalised text; a large file is read in chunks, so memory stays flat."""
+    with open(path, "rb", buffering=0) as f:
+        small = os.fstat(f.fileno()).st_size <= _CHUNK
+        data = f.readall() if small else b""
+    if small and b"\r" not in data and not data.startswith(b"\xef\xbb\xbf") and b"\0" not in data:
+        # Already normalised: the bytes are the text's UTF-8, once they are known to be valid UTF-8.
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass  # iter_text below names the line
+        else:
+            return hashlib.sha256(data).hexdigest()
     digest = hashlib.sha256()
     for piece in iter_text(path):
         digest.update(piece.encode("utf-8"))
@@ -147,10 +162,15 @@ def discover(directory: Path | str) -> list[Migration]:
     problems: list[str] = []
     # version -> kind ("up"/"down") -> list of (path, name, spelling)
     found: dict[int, dict[str, list[tuple[Path, str, str]]]] = {}
-    for path in sorted(root.iterdir()):
-        fname = path.name
-        if not fname.endswith(".sql") or fname.startswith(".") or path.is_dir():
+    # scandir: file types come with the listing, so a large directory costs no stat per file.
+    with os.scandir(root) as listing:
+        entries = sorted((e for e in listing if e.name.endswith(".sql") and not e.name.startswith(".")),
+                         key=lambda e: e.name)
+    for entry in entries:
+        fname = entry.name
+        if entry.is_dir():
             continue
+        path = root / fname
         m = _FILE_RE.match(fname)
         if m is None:
             problems.append(
@@ -159,13 +179,13 @@ def discover(directory: Path | str) -> list[Migration]:
                 "and '-', e.g. 0003_add_modules_data_field.sql"
             )
             continue
-        if path.is_symlink() and not _inside(path.resolve(), real_root):
+        if entry.is_symlink() and not _inside(path.resolve(), real_root):
             problems.append(
                 f"{path}: is a symbolic link to {path.resolve()}, outside the migration directory; "
                 "sqlmigrate only reads files inside it: copy the file in instead"
             )
             continue
-        if not path.is_file():
+        if not entry.is_file():
             # Reading a named pipe would block forever, and a device never ends.
             problems.append(
                 f"{path}: is not a regular file (a named pipe, socket, device or broken link); "
@@ -262,6 +282,8 @@ def create(directory: Path | str, name: str, *, now: datetime | None = None) -> 
     existing = discover(root)
     width, updown = _style(existing, root.iterdir())
     if width >= _TIMESTAMP_DIGITS:
+        from datetime import datetime, timezone
+
         stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%d%H%M%S")
         version = max(int(stamp), existing[-1].version + 1 if existing else 0)
     else:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import getpass
 import os
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -176,12 +174,19 @@ class History:
 
     def rows(self, conn: psycopg.Connection) -> list[Row]:
         """Every history row in version order; [] when the table does not exist yet."""
-        if not self.exists(conn):
+        from psycopg import errors
+
+        # Just read: one round trip on the boot-time path. Only a missing or foreign table needs a
+        # look at the catalog.
+        try:
+            cur = conn.execute(sql.SQL(
+                "SELECT version, name, checksum, applied_at, execution_ms, applied_by, state, baseline,"
+                " out_of_order, statements_done, error FROM {} ORDER BY version"
+            ).format(self.ident))
+        except (errors.UndefinedTable, errors.UndefinedColumn, errors.InvalidSchemaName):
+            if self.exists(conn):
+                raise  # our own table after all: a real error, not a shape problem
             return []
-        cur = conn.execute(sql.SQL(
-            "SELECT version, name, checksum, applied_at, execution_ms, applied_by, state, baseline,"
-            " out_of_order, statements_done, error FROM {} ORDER BY version"
-        ).format(self.ident))
         return [Row(*r) for r in cur.fetchall()]
 
     def log_entries(self, conn: psycopg.Connection, limit: int = 50) -> list[LogEntry]:
@@ -296,12 +301,23 @@ class _Client:
     user: str | None
 
 
+_client_seen: _Client | None = None
+
+
 def _client() -> _Client:
+    """Who runs sqlmigrate, for the log; looked up once per process (a fork gets its own)."""
+    global _client_seen
+    if _client_seen is not None and _client_seen.pid == os.getpid():
+        return _client_seen
+    import getpass  # only when a log row is written: not on the boot-time status path
+    import socket
+
     try:
         user: str | None = getpass.getuser()
     except Exception:  # no passwd entry in some containers
         user = None
-    return _Client(socket.gethostname(), os.getpid(), user)
+    _client_seen = _Client(socket.gethostname(), os.getpid(), user)
+    return _client_seen
 
 
 def _guess_owner(columns: set[str]) -> str:

@@ -71,7 +71,16 @@ def test_connection_with_open_transaction_is_refused(database_url, mdir):
             sqlmigrate.up(c, mdir.path)
 
 
-def test_runtime_failure_mid_file_leaves_nothing_and_names_line(database_url, conn, mdir):
+@pytest.fixture(params=["psycopg fetch loop", "python fetch loop"])
+def fetch_loop(request, monkeypatch):
+    """Run a test with psycopg's C result loop and with sqlmigrate's fallback loop."""
+    if request.param == "python fetch loop":
+        from sqlmigrate import execute
+
+        monkeypatch.setattr(execute, "_fetch_many", None)
+
+
+def test_runtime_failure_mid_file_leaves_nothing_and_names_line(database_url, conn, mdir, fetch_loop):
     mdir.write("0001_ok.sql", "CREATE TABLE ok (id int);")
     mdir.write("0002_bad.sql",
                "CREATE TABLE half (id int PRIMARY KEY);\n"
