@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,31 +35,58 @@ production).
 
 
 class _Printer:
-    """All user-facing output of a command; the library itself only logs."""
+    """All user-facing output of a command; the library itself only logs.
+
+    On a terminal, progress shows as a status line on stderr that each new message replaces and any
+    other output clears first.
+    """
 
     def __init__(self, quiet: bool, stream: TextIO = sys.stdout) -> None:
         self.quiet = quiet
         self.stream = stream
+        self.live = not quiet and sys.stderr.isatty()
+        self.showing = False
 
     def line(self, text: str = "") -> None:
         if not self.quiet:
-            print(text, file=self.stream, flush=True)
+            self.always(text)
 
     def always(self, text: str) -> None:
+        self.clear()
         print(text, file=self.stream, flush=True)
+
+    def error(self, text: str) -> None:
+        self.clear()
+        print(text, file=sys.stderr, flush=True)
+
+    def status(self, text: str) -> None:
+        if self.live:
+            sys.stderr.write("\r\033[K" + text[: shutil.get_terminal_size().columns - 1])
+            sys.stderr.flush()
+            self.showing = True
+
+    def clear(self) -> None:
+        if self.showing:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+            self.showing = False
 
 
 class _LogToPrinter(logging.Handler):
+    """Prints the library's INFO and WARNING records, and its progress records as a status line."""
+
     def __init__(self, printer: _Printer, database: str | None) -> None:
-        super().__init__(logging.INFO)
+        super().__init__(logging.DEBUG)
         self.printer = printer
         self.database = database
 
     def emit(self, record: logging.LogRecord) -> None:
         text = mask(record.getMessage(), self.database)
-        if record.levelno >= logging.WARNING:
-            print(f"warning: {text}", file=sys.stderr, flush=True)
-        else:
+        if getattr(record, "sqlmigrate_progress", False):
+            self.printer.status(text)
+        elif record.levelno >= logging.WARNING:
+            self.printer.error(f"warning: {text}")
+        elif record.levelno >= logging.INFO:
             self.printer.line(text)
 
 
@@ -250,7 +278,7 @@ def cmd_check(args: argparse.Namespace, settings: config.Settings, out: _Printer
     if status.current:
         return 0
     if not args.json:
-        print(f"error: {not_current(status)}", file=sys.stderr)
+        out.error(f"error: {not_current(status)}")
     return 3
 
 
@@ -296,7 +324,7 @@ def cmd_down(args: argparse.Namespace, settings: config.Settings, out: _Printer)
             out.line((a.sql or "").rstrip())
             out.line()
         if result.findings:
-            _warn_data_loss(result.findings, dry_run=True)
+            _warn_data_loss(out, result.findings, dry_run=True)
         if result.applied:
             out.line(f"dry run: {len(result.applied)} migration(s) would be rolled back; nothing was changed")
         return 0
@@ -304,9 +332,9 @@ def cmd_down(args: argparse.Namespace, settings: config.Settings, out: _Printer)
     refusal: list[str] = []
 
     def decide(findings: list[Any]) -> bool:
-        _warn_data_loss(findings)
+        _warn_data_loss(out, findings)
         if args.yes:
-            print("--yes given: going ahead", file=sys.stderr, flush=True)
+            out.error("--yes given: going ahead")
             return True
         if not (sys.stdin.isatty() and sys.stdout.isatty()):
             refusal.append("refusing to destroy data without confirmation, and there is no terminal to ask "
@@ -325,7 +353,7 @@ def cmd_down(args: argparse.Namespace, settings: config.Settings, out: _Printer)
     try:
         result = migrator.down(steps, to=args.to, on_data_loss=decide)
     except DataLossError as exc:
-        print(f"error: {refusal[0] if refusal else exc}", file=sys.stderr, flush=True)
+        out.error(f"error: {refusal[0] if refusal else exc}")
         return exc.exit_code
     if result.applied:
         total = sum(a.duration_ms for a in result.applied)
@@ -333,12 +361,12 @@ def cmd_down(args: argparse.Namespace, settings: config.Settings, out: _Printer)
     return 0
 
 
-def _warn_data_loss(findings: Sequence[Any], dry_run: bool = False) -> None:
+def _warn_data_loss(out: _Printer, findings: Sequence[Any], dry_run: bool = False) -> None:
     # On stderr and even with -q: this is the one thing a user must see before data goes.
     lines = [f"warning: rolling back {'would destroy' if dry_run else 'destroys'} data in "
              f"{len(findings)} object(s):"]
     lines += [f"  {f.describe()}" for f in findings]
-    print("\n".join(lines), file=sys.stderr, flush=True)
+    out.error("\n".join(lines))
 
 
 def cmd_baseline(args: argparse.Namespace, settings: config.Settings, out: _Printer) -> int:
@@ -357,8 +385,8 @@ def cmd_repair(args: argparse.Namespace, settings: config.Settings, out: _Printe
     if not result.repaired and not result.unresolved:
         out.line("nothing to repair: no applied migration was modified or stopped part way")
     for u in result.unresolved:
-        print(f"error: {u.label} stopped part way and was left as it is: {u.description}.\n"
-              f"  To resolve it, {u.guidance}", file=sys.stderr, flush=True)
+        out.error(f"error: {u.label} stopped part way and was left as it is: {u.description}.\n"
+                  f"  To resolve it, {u.guidance}")
     return 2 if result.unresolved else 0
 
 
@@ -422,7 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = _LogToPrinter(out, database)
     logger = logging.getLogger("sqlmigrate")
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.DEBUG)
     try:
         settings = config.resolve(
             directory=args.dir, database=args.database, table=args.table, schema=args.schema,
@@ -433,12 +461,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             out.line(f"sqlmigrate: {describe(settings.database)}, migrations in {_shown(settings.directory)}")
         return COMMANDS[args.command](args, settings, out)
     except SqlMigrateError as exc:
-        print(f"error: {mask(str(exc), database)}", file=sys.stderr)
+        out.error(f"error: {mask(str(exc), database)}")
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        out.error("interrupted")
         return 130
     finally:
+        out.clear()
         logger.removeHandler(handler)
 
 

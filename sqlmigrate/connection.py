@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,7 @@ def mask(text: str, database: str | None = None) -> str:
     return _KV_PASSWORD.sub(lambda m: m.group(1) + _MASK, text)
 
 
+@functools.lru_cache(maxsize=8)  # the CLI masks every output line with the same string
 def _password_of(database: str) -> str | None:
     from psycopg.conninfo import conninfo_to_dict
 

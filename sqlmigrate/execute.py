@@ -30,6 +30,12 @@ log = logging.getLogger("sqlmigrate")
 _BEGIN = "BEGIN;\n"
 
 
+def progress(text: str) -> None:
+    """A transient progress message: the command line shows it on a terminal, as a status line
+    that the next message replaces; a DEBUG record for every other handler."""
+    log.debug(text, extra={"sqlmigrate_progress": True})
+
+
 @dataclass(frozen=True)
 class _ServerError:
     """A failed message: how many statements completed before it, and the server's diagnostics."""
@@ -166,13 +172,18 @@ def run_in_transaction(conn: psycopg.Connection, script: Script, label: str, rec
     """
     started = time.perf_counter()
     prefix = _BEGIN
+    total = script.path.stat().st_size if script.streamed else 0
+    sent = 0
     try:
         for chunk in script.chunks():
+            if total:
+                progress(f"{label}: {min(99, sent * 100 // total)}% of {total / 1e6:.0f} MB")
             try:
                 send(conn, prefix + chunk.text)
             except _Failed as exc:
                 raise _locate(exc.error, script, chunk, label, offset=len(prefix), skipped=prefix.count(";")) from None
             prefix = ""
+            sent += len(chunk.text)
         if prefix:  # a streamed file that turned out to be empty
             send(conn, prefix)
     except BaseException:

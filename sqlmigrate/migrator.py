@@ -121,7 +121,8 @@ class Migrator:
                 if not steps:
                     log.info("nothing to do: %s is up to date", history.display)
                 return Result(tuple(
-                    self._apply(conn, history, e, s) for e, s in zip(steps, scripts)))
+                    self._apply(conn, history, e, s, f"{i} of {len(steps)}")
+                    for i, (e, s) in enumerate(zip(steps, scripts), 1)))
 
     def down(self, steps: int = 1, *, to: int | None = None, confirm: bool = False, dry_run: bool = False,
              on_data_loss: OnDataLoss | None = None) -> Result:
@@ -177,10 +178,11 @@ class Migrator:
         return [prepare_file(e.migration.path, protected=protected, checksum=e.migration.checksum)
                 for e in steps]
 
-    def _apply(self, conn: psycopg.Connection, history: History, entry, script: Script) -> Applied:
+    def _apply(self, conn: psycopg.Connection, history: History, entry, script: Script, place: str) -> Applied:
         from . import execute
 
         m = entry.migration
+        execute.progress(f"applying {m.label} ({place})")
         late = entry.state is State.OUT_OF_ORDER
         if script.no_transaction:
             ms = self._apply_no_transaction(conn, history, m, script, late)
