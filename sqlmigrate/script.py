@@ -23,7 +23,7 @@ from .sqltext import Statement
 
 #: Files above this many bytes are streamed in chunks of about :data:`CHUNK` characters.
 STREAM_ABOVE = 4 << 20
-CHUNK = 1 << 20
+CHUNK = 256 << 10
 
 # Whitespace and comments only (nested block comments aside, which then simply run as an empty
 # migration): anchored at the start, so a file with SQL fails on its first statement, cheaply.

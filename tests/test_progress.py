@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -53,7 +54,9 @@ def test_streamed_file_reports_percentages(env, mdir):
     mdir.write("0001_big.sql", "CREATE TABLE t (id int, v text);\n" + rows)
     code, out, terminal = _run_on_terminal(["up", "--dir", str(mdir)], env)
     assert code == 0, terminal
-    assert "applying 0001_big (1 of 1)" in terminal and "0001_big: 0% of 9 MB" in terminal and "0001_big: 94% of 9 MB" in terminal
+    assert "applying 0001_big (1 of 1)" in terminal
+    shown = [int(p) for p in re.findall(r"0001_big: (\d+)% of 9 MB", terminal)]
+    assert shown[0] == 0 and shown[-1] >= 90 and shown == sorted(shown) and len(shown) > 5, terminal
     assert "applied 0001_big" in out
 
 
