@@ -18,6 +18,7 @@ from psycopg import pq, sql
 
 from .errors import MigrationError
 from .script import Chunk, Script
+from . import sqltext
 from .sqltext import line_at
 
 if TYPE_CHECKING:
@@ -171,6 +172,9 @@ def run_in_transaction(conn: psycopg.Connection, script: Script, label: str, rec
     statement is raised.
     """
     started = time.perf_counter()
+    closing = record.as_string(conn) + "COMMIT;"
+    if _fits_one_message(script):
+        return _run_in_one_message(conn, script, label, closing, started)
     prefix = _BEGIN
     total = script.path.stat().st_size if script.streamed else 0
     sent = 0
@@ -190,14 +194,48 @@ def run_in_transaction(conn: psycopg.Connection, script: Script, label: str, rec
         rollback_if_open(conn)
         raise
     try:
-        send(conn, record.as_string(conn) + "COMMIT;")
+        send(conn, closing)
     except _Failed as exc:
         rollback_if_open(conn)
-        raise MigrationError(
-            f"{label} ran, but recording it in the history failed, so it was rolled back: {exc.error.message}",
-            sqlstate=exc.error.sqlstate, detail=exc.error.detail, hint=exc.error.hint,
-        ) from None
+        raise _record_failed(exc.error, label) from None
     return (time.perf_counter() - started) * 1000
+
+
+# A small plain file shares one message with its history row and COMMIT: one round trip per
+# migration. Only when the cheap scan found nothing special and the lexer finds the file ends outside
+# any string, comment or dollar quote, so nothing in it can change how sqlmigrate's own SQL parses.
+_ONE_MESSAGE_MAX = 64 << 10
+
+
+def _fits_one_message(script: Script) -> bool:
+    source = script.source
+    return (script.plain and source is not None and len(source.text) <= _ONE_MESSAGE_MAX
+            and sqltext.unterminated(source.text) is None)
+
+
+def _run_in_one_message(conn: psycopg.Connection, script: Script, label: str, closing: str,
+                        started: float) -> float:
+    chunk = script.source
+    assert chunk is not None
+    try:
+        send(conn, _BEGIN + chunk.text + "\n;\n" + closing)
+    except _Failed as exc:
+        rollback_if_open(conn)
+        err = exc.error
+        # Past the file's own text (by position, or by count of completed statements): ours failed.
+        lost = bool(err.sqlstate and err.sqlstate.startswith("08"))
+        if not lost and ((err.position or 0) - 1 >= len(_BEGIN) + len(chunk.text) or (
+                err.position is None and err.completed - 1 >= len(chunk.statements))):
+            raise _record_failed(err, label) from None
+        raise _locate(err, script, chunk, label, offset=len(_BEGIN), skipped=1) from None
+    return (time.perf_counter() - started) * 1000
+
+
+def _record_failed(err: _ServerError, label: str) -> MigrationError:
+    return MigrationError(
+        f"{label} ran, but recording it in the history failed, so it was rolled back: {err.message}",
+        sqlstate=err.sqlstate, detail=err.detail, hint=err.hint,
+    )
 
 
 def run_statement(conn: psycopg.Connection, script: Script, index: int, label: str) -> None:

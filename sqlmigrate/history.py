@@ -176,17 +176,18 @@ class History:
         """Every history row in version order; [] when the table does not exist yet."""
         from psycopg import errors
 
+        query = sql.SQL(
+            "SELECT version, name, checksum, applied_at, execution_ms, applied_by, state, baseline,"
+            " out_of_order, statements_done, error FROM {} ORDER BY version"
+        ).format(self.ident)
         # Just read: one round trip on the boot-time path. Only a missing or foreign table needs a
-        # look at the catalog.
+        # look at the catalog (which raises for a foreign one).
         try:
-            cur = conn.execute(sql.SQL(
-                "SELECT version, name, checksum, applied_at, execution_ms, applied_by, state, baseline,"
-                " out_of_order, statements_done, error FROM {} ORDER BY version"
-            ).format(self.ident))
+            cur = conn.execute(query)
         except (errors.UndefinedTable, errors.UndefinedColumn, errors.InvalidSchemaName):
-            if self.exists(conn):
-                raise  # our own table after all: a real error, not a shape problem
-            return []
+            if not self.exists(conn):
+                return []
+            cur = conn.execute(query)  # a concurrent `up` created it in the meantime
         return [Row(*r) for r in cur.fetchall()]
 
     def log_entries(self, conn: psycopg.Connection, limit: int = 50) -> list[LogEntry]:

@@ -74,6 +74,8 @@ class Script:
     protected: tuple[tuple[str, str], ...] = ()
     #: checksum the streamed text must have (the one recorded in the history)
     checksum: str | None = None
+    #: the cheap scan found nothing that needs statement-level handling
+    plain: bool = False
 
     @property
     def streamed(self) -> bool:
@@ -115,7 +117,7 @@ def prepare(text: str, path: Path, *, protected: Protected = ()) -> Script:
     if _NOTHING_BUT_COMMENTS.fullmatch(text):
         raise MigrationFileError("contains only comments; write the migration or delete the file", path)
     if not sqltext.needs_scan(text) and not _mentions_protected(text, protected):
-        return Script(path, False, Chunk(text, 1))
+        return Script(path, False, Chunk(text, 1), plain=True)
     if sqltext.directives(text, path).no_transaction:
         _check_whole_file(text, path)
         return Script(path, True, Chunk(text, 1))

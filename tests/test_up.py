@@ -291,3 +291,21 @@ def test_statement_timeout_is_a_clear_failure(database_url, conn, mdir):
         sqlmigrate.Migrator(database_url, mdir.path, statement_timeout=0.2).up()
     assert err.value.sqlstate == "57014" and err.value.line == 2
     assert "a" not in tables(conn)
+
+
+@pytest.mark.parametrize("text", [
+    "CREATE TABLE a (id int);",  # plain: shares one message with the history row
+    "CREATE TABLE a (id int);\nDO $$ BEGIN PERFORM 1; END $$;",  # scanned: history row sent separately
+])
+def test_failure_to_record_history_rolls_the_migration_back(database_url, conn, mdir, text):
+    mdir.write("0001_first.sql", "CREATE TABLE first (id int);")
+    sqlmigrate.up(database_url, mdir.path)
+    conn.execute("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
+                 " $$ BEGIN RAISE EXCEPTION 'history is read-only today'; END $$")
+    conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON schema_migrations FOR EACH ROW EXECUTE FUNCTION refuse()")
+    mdir.write("0002_a.sql", text)
+    with pytest.raises(MigrationError, match="ran, but recording it in the history failed") as err:
+        sqlmigrate.up(database_url, mdir.path)
+    assert "history is read-only today" in str(err.value) and err.value.sqlstate == "P0001"
+    assert "a" not in tables(conn)
+    assert [r[0] for r in history(conn)] == [1]
