@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,14 +39,24 @@ class Migration:
 
     version: int
     name: str
-    path: Path
+    directory: Path
+    filename: str
     checksum: str
-    rollback: Path | None = None
+    rollback_filename: str | None = None
+
+    # Paths are built on first use: a boot-time status check of thousands of migrations needs none.
+    @cached_property
+    def path(self) -> Path:
+        return self.directory / self.filename
+
+    @cached_property
+    def rollback(self) -> Path | None:
+        return None if self.rollback_filename is None else self.directory / self.rollback_filename
 
     @property
     def label(self) -> str:
         """How messages name a migration: the file name without ``.sql``."""
-        return self.path.name[: -len(".sql")]
+        return self.filename[: -len(".sql")]
 
     def read(self) -> str:
         return read_text(self.path)
@@ -76,7 +87,7 @@ def read_text(path: Path) -> str:
     return "".join(iter_text(path))
 
 
-def file_checksum(path: Path) -> str:
+def file_checksum(path: Path | str) -> str:
     """SHA-256 of the file's normalised text; a large file is read in chunks, so memory stays flat."""
     with open(path, "rb", buffering=0) as f:
         small = os.fstat(f.fileno()).st_size <= _CHUNK
@@ -98,7 +109,7 @@ def file_checksum(path: Path) -> str:
 _CHUNK = 1 << 20
 
 
-def iter_text(path: Path, chunk_size: int = _CHUNK) -> Iterator[str]:
+def iter_text(path: Path | str, chunk_size: int = _CHUNK) -> Iterator[str]:
     """The file's normalised text in pieces of about ``chunk_size`` characters.
 
     Raises :class:`MigrationFileError` naming the line of invalid UTF-8 or of a NUL byte, which
@@ -108,7 +119,7 @@ def iter_text(path: Path, chunk_size: int = _CHUNK) -> Iterator[str]:
     lines_before = 0  # newlines in the bytes already decoded, for error messages
     carry = ""  # a trailing "\r" held back: the next piece may start with its "\n"
     first = True
-    with path.open("rb") as f:
+    with open(path, "rb") as f:
         while True:
             data = f.read(chunk_size)
             try:
@@ -117,7 +128,7 @@ def iter_text(path: Path, chunk_size: int = _CHUNK) -> Iterator[str]:
                 bad = exc.object[exc.start] if exc.start < len(exc.object) else 0
                 raise MigrationFileError(
                     f"is not valid UTF-8 (byte 0x{bad:02x}); re-save the file as UTF-8",
-                    path, lines_before + data.count(b"\n", 0, exc.start) + 1,
+                    Path(path), lines_before + data.count(b"\n", 0, exc.start) + 1,
                 ) from None
             if first and piece:
                 first = False
@@ -133,7 +144,7 @@ def iter_text(path: Path, chunk_size: int = _CHUNK) -> Iterator[str]:
             if nul >= 0:
                 raise MigrationFileError(
                     "contains a NUL byte, which PostgreSQL cannot accept in SQL text; remove it",
-                    path, lines_before + piece.count("\n", 0, nul) + 1,
+                    Path(path), lines_before + piece.count("\n", 0, nul) + 1,
                 )
             lines_before += data.count(b"\n")
             if piece:
@@ -160,8 +171,8 @@ def discover(directory: Path | str) -> list[Migration]:
         )
     real_root = root.resolve()
     problems: list[str] = []
-    # version -> kind ("up"/"down") -> list of (path, name, spelling)
-    found: dict[int, dict[str, list[tuple[Path, str, str]]]] = {}
+    # version -> kind ("up"/"down") -> list of (file name, name, spelling)
+    found: dict[int, dict[str, list[tuple[str, str, str]]]] = {}
     # scandir: file types come with the listing, so a large directory costs no stat per file.
     with os.scandir(root) as listing:
         entries = sorted((e for e in listing if e.name.endswith(".sql") and not e.name.startswith(".")),
@@ -170,7 +181,7 @@ def discover(directory: Path | str) -> list[Migration]:
         fname = entry.name
         if entry.is_dir():
             continue
-        path = root / fname
+        path = os.path.join(root, fname)
         m = _FILE_RE.match(fname)
         if m is None:
             problems.append(
@@ -179,9 +190,9 @@ def discover(directory: Path | str) -> list[Migration]:
                 "and '-', e.g. 0003_add_modules_data_field.sql"
             )
             continue
-        if entry.is_symlink() and not _inside(path.resolve(), real_root):
+        if entry.is_symlink() and not _inside(Path(path).resolve(), real_root):
             problems.append(
-                f"{path}: is a symbolic link to {path.resolve()}, outside the migration directory; "
+                f"{path}: is a symbolic link to {Path(path).resolve()}, outside the migration directory; "
                 "sqlmigrate only reads files inside it: copy the file in instead"
             )
             continue
@@ -193,7 +204,7 @@ def discover(directory: Path | str) -> list[Migration]:
             )
             continue
         spelling, kind = _KINDS[m["kind"]]
-        found.setdefault(int(m["version"]), {}).setdefault(kind, []).append((path, m["name"], spelling))
+        found.setdefault(int(m["version"]), {}).setdefault(kind, []).append((fname, m["name"], spelling))
 
     migrations: list[Migration] = []
     for version in sorted(found):
@@ -202,41 +213,41 @@ def discover(directory: Path | str) -> list[Migration]:
         downs = kinds.get("down", [])
         spellings = {s for _, _, s in ups + downs}
         if len(spellings) > 1:
-            names = ", ".join(p.name for p, _, _ in ups + downs)
+            names = ", ".join(f for f, _, _ in ups + downs)
             problems.append(
                 f"{root}: version {version} mixes the .sql/.rollback.sql and .up.sql/.down.sql spellings "
                 f"({names}); rename the files to use one of them"
             )
             continue
         if len(ups) > 1:
-            names = ", ".join(str(p) for p, _, _ in ups)
+            names = ", ".join(os.path.join(root, f) for f, _, _ in ups)
             problems.append(f"{names}: two migrations with version {version}; renumber one of them")
             continue
         if len(downs) > 1:
-            names = ", ".join(str(p) for p, _, _ in downs)
+            names = ", ".join(os.path.join(root, f) for f, _, _ in downs)
             problems.append(f"{names}: two rollback files for version {version}; keep one")
             continue
         if not ups:
-            path, _, _ = downs[0]
+            fname = downs[0][0]
             problems.append(
-                f"{path}: rollback file without its migration; add the migration "
-                f"{_up_name(path.name)} or delete the rollback"
+                f"{os.path.join(root, fname)}: rollback file without its migration; add the migration "
+                f"{_up_name(fname)} or delete the rollback"
             )
             continue
-        path, name, _ = ups[0]
+        fname, name, _ = ups[0]
         rollback = downs[0][0] if downs else None
         if rollback is not None and downs[0][1] != name:
             problems.append(
-                f"{rollback}: rollback name does not match its migration {path.name}; rename it to "
-                f"{_down_name(path.name)}"
+                f"{os.path.join(root, rollback)}: rollback name does not match its migration {fname}; "
+                f"rename it to {_down_name(fname)}"
             )
             continue
         try:
-            digest = file_checksum(path)
+            digest = file_checksum(os.path.join(root, fname))
         except MigrationFileError as exc:
             problems.append(str(exc))
             continue
-        migrations.append(Migration(version, name, path, digest, rollback))
+        migrations.append(Migration(version, name, root, fname, digest, rollback))
     if problems:
         raise MigrationFileError("\n".join(problems))
     return migrations
