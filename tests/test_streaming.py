@@ -112,3 +112,20 @@ def test_file_changed_between_planning_and_running_is_rolled_back(database_url, 
     s = script.prepare_file(path, checksum=stale)
     with pytest.raises(MigrationFileError, match="changed while it was being applied"):
         list(s.chunks())
+
+
+@pytest.mark.parametrize("side", ["last of a chunk", "first of the next chunk"])
+def test_failure_exactly_at_a_chunk_boundary(database_url, conn, mdir, side):
+    lines = ["CREATE TABLE t (id int PRIMARY KEY, v text);"]
+    lines += [f"INSERT INTO t (id, v) VALUES ({i}, 'r{i}; x');" for i in range(1, 301)]
+    path = mdir.write("0001_big.sql", "\n".join(lines) + "\n")
+    chunks = list(script.prepare_file(path).chunks())
+    boundary = chunks[1].line  # first line of the second chunk
+    bad_line = boundary - 1 if side == "last of a chunk" else boundary
+    lines[bad_line - 1] = f"INSERT INTO t (id, v) VALUES (1, 'duplicate at line {bad_line}');"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(MigrationError) as err:
+        sqlmigrate.up(database_url, mdir.path)
+    assert err.value.line == bad_line and err.value.sqlstate == "23505", str(err.value)
+    assert err.value.statement == lines[bad_line - 1].rstrip(";")
+    assert conn.execute("SELECT to_regclass('t')").fetchone() == (None,)
