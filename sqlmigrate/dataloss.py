@@ -356,11 +356,11 @@ def _parse_delete(c: _Cursor) -> list[_Action]:
     c.take("*")
     alias: str | None = None
     if c.take("AS"):
-        t = c.peek()
-        alias = t.value if t is not None and t.name_like else None
+        after_as = c.peek()
+        alias = after_as.value if after_as is not None and after_as.name_like else None
         c.i += 1
-    elif (t := c.peek()) is not None and t.name_like and t.upper not in ("USING", "WHERE", "RETURNING"):
-        alias = t.value
+    elif (bare := c.peek()) is not None and bare.name_like and bare.upper not in ("USING", "WHERE", "RETURNING"):
+        alias = bare.value
         c.i += 1
     # Clause boundaries at parenthesis depth 0.
     marks: dict[str, int] = {}

@@ -105,7 +105,7 @@ def _fetch_results(conn: psycopg.Connection) -> list[pq.abc.PGresult]:
     if _fetch_many is not None:
         return conn.wait(_fetch_many(conn.pgconn))
     pgconn = conn.pgconn
-    results = []
+    results: list[pq.abc.PGresult] = []
     try:
         while True:
             _wait_result(pgconn)

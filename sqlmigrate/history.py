@@ -87,6 +87,12 @@ class History:
     def display(self) -> str:
         return f"{self.schema}.{self.table}"
 
+    @property
+    def protected(self) -> list[tuple[str, str]]:
+        """(schema, table) of both tables: no migration may drop, truncate, rename, alter or delete
+        from them."""
+        return [(self.schema, self.table), (self.schema, self.log_table)]
+
     def lock_key(self) -> int:
         """The advisory lock key: one per history table, so independent migration sets never block
         each other."""
@@ -286,7 +292,7 @@ class History:
         conn.execute(sql.SQL("UPDATE {} SET state = 'failed', error = %s WHERE version = %s").format(self.ident),
                      (error, version))
 
-    def write(self, conn: psycopg.Connection, statement: sql.Composable) -> None:
+    def write(self, conn: psycopg.Connection, statement: sql.Composed) -> None:
         conn.execute(statement)
 
 

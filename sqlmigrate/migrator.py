@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from . import files
 from .config import DEFAULT_LOCK_TIMEOUT, DEFAULT_TABLE
 from .errors import ConfigurationError, NotCurrentError, SqlMigrateError
-from .plan import State, Status
+from .plan import MigrationStatus, State, Status
 
 if TYPE_CHECKING:
     import psycopg
@@ -104,25 +104,26 @@ class Migrator:
 
         migrations = files.discover(self.directory)
         with self._session() as (conn, history):
-            if dry_run:
-                # A dry run takes no lock: it must never make a running migration wait.
+
+            def planned() -> list[tuple[MigrationStatus, Script]]:
+                # Every file that will run is checked before the first one runs.
                 steps = plan.plan_up(plan.compute(migrations, history.rows(conn)), to=to,
                                      allow_out_of_order=allow_out_of_order)
-                scripts = self._prepare(history, steps)
+                return list(zip(steps, self._prepare(history, steps)))
+
+            if dry_run:
+                # A dry run takes no lock: it must never make a running migration wait.
                 return Result(tuple(
                     Applied(e.version, e.name, e.label, "up", 0.0, e.state is State.OUT_OF_ORDER,
                             s.no_transaction, s.text)
-                    for e, s in zip(steps, scripts)), dry_run=True)
+                    for e, s in planned()), dry_run=True)
             with self._locked(conn, history):
                 history.ensure(conn)
-                steps = plan.plan_up(plan.compute(migrations, history.rows(conn)), to=to,
-                                     allow_out_of_order=allow_out_of_order)
-                scripts = self._prepare(history, steps)
-                if not steps:
+                work = planned()
+                if not work:
                     log.info("nothing to do: %s is up to date", history.display)
-                return Result(tuple(
-                    self._apply(conn, history, e, s, f"{i} of {len(steps)}")
-                    for i, (e, s) in enumerate(zip(steps, scripts), 1)))
+                return Result(tuple(self._apply(conn, history, e, s, f"{i} of {len(work)}")
+                                    for i, (e, s) in enumerate(work, 1)))
 
     def down(self, steps: int = 1, *, to: int | None = None, confirm: bool = False, dry_run: bool = False,
              on_data_loss: OnDataLoss | None = None) -> Result:
@@ -170,18 +171,22 @@ class Migrator:
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _prepare(self, history: History, steps: list) -> list[Script]:
-        """Check every file that will run before the first one runs."""
+    def _prepare(self, history: History, steps: list[MigrationStatus]) -> list[Script]:
         from .script import prepare_file
 
-        protected = [(history.schema, history.table), (history.schema, history.log_table)]
-        return [prepare_file(e.migration.path, protected=protected, checksum=e.migration.checksum)
-                for e in steps]
+        scripts = []
+        for e in steps:
+            assert e.migration is not None  # a pending entry always has its file
+            scripts.append(prepare_file(e.migration.path, protected=history.protected,
+                                        checksum=e.migration.checksum))
+        return scripts
 
-    def _apply(self, conn: psycopg.Connection, history: History, entry, script: Script, place: str) -> Applied:
+    def _apply(self, conn: psycopg.Connection, history: History, entry: MigrationStatus, script: Script,
+               place: str) -> Applied:
         from . import execute
 
         m = entry.migration
+        assert m is not None  # a pending entry always has its file
         execute.progress(f"applying {m.label} ({place})")
         late = entry.state is State.OUT_OF_ORDER
         if script.no_transaction:

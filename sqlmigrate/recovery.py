@@ -199,7 +199,7 @@ def repair(conn: psycopg.Connection, history: History, migrations: Sequence[Migr
             checksum_targets.append(e)
 
     changes: list[Repaired] = []
-    statements: list[sql.Composable] = []
+    statements: list[sql.Composed] = []
     for e in checksum_targets:
         assert e.migration is not None and e.row is not None
         old, new = e.row.checksum, e.migration.checksum
@@ -250,7 +250,7 @@ def _log(history: History, e: MigrationStatus, detail: str, checksum: str | None
                            checksum=checksum, detail=detail, execution_ms=0)
 
 
-def _write(conn: psycopg.Connection, statements: Sequence[sql.Composable]) -> None:
+def _write(conn: psycopg.Connection, statements: Sequence[sql.Composed]) -> None:
     """All of it or nothing: one transaction on the (autocommit) connection."""
     if not statements:
         return

@@ -111,7 +111,7 @@ def prepare_steps(conn: psycopg.Connection, history: History, chosen: Sequence[M
     from .dataloss import find_data_loss
     from .script import prepare
 
-    protected = [(history.schema, history.table), (history.schema, history.log_table)]
+    protected = history.protected
     scripts: list[Script] = []
     problems: list[str] = []
     for e in chosen:

@@ -254,7 +254,7 @@ def _skip_lead(text: str, pos: int, st: _State) -> int:
     n = len(text)
     lead = _LEAD.match
     while True:
-        pos = lead(text, pos).end()
+        pos = lead(text, pos).end()  # type: ignore[union-attr]  # the pattern matches the empty string
         if pos >= n:
             return n
         c = text[pos]
@@ -347,6 +347,7 @@ def _statements(text: str, st: _State) -> Iterator[Statement]:
     while True:
         if stmt_match is not None:
             m = stmt_match(text, pos)
+            assert m is not None  # every alternative can match the empty string
             start = m.start(1)
             p = m.end()  # the body is already scanned up to its first token needing attention
         else:

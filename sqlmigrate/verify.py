@@ -295,7 +295,7 @@ def _empty_again(conn: psycopg.Connection, history: History, migrations: Sequenc
                 continue
             if m.rollback is None:
                 raise SqlMigrateError(f"{m.label} has no rollback file")
-            _revert(conn, history, m, prepare(m.read_rollback(), m.rollback, protected=_protected(history)))
+            _revert(conn, history, m, prepare(m.read_rollback(), m.rollback, protected=history.protected))
     except Exception as exc:
         log.warning("could not empty the scratch database %s again (%s); drop and re-create it before "
                     "the next verify", name, str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
@@ -309,10 +309,6 @@ def _set_timeout(conn: psycopg.Connection, seconds: float | None) -> None:
 # -- the checks ----------------------------------------------------------------------------------------
 
 
-def _protected(history: History) -> list[tuple[str, str]]:
-    return [(history.schema, history.table), (history.schema, history.log_table)]
-
-
 def _run(conn: psycopg.Connection, migrations: Sequence[files.Migration], table: str,
          schema: str | None) -> tuple[list[MigrationReport], list[str]]:
     """Check each migration in order; stop at the first that cannot be (re-)applied."""
@@ -323,7 +319,7 @@ def _run(conn: psycopg.Connection, migrations: Sequence[files.Migration], table:
     from .snapshot import diff, take
 
     history = History.resolve(conn, table, schema)
-    protected = _protected(history)
+    protected = history.protected
     # Every migration file is checked before the first one runs, as ``up`` does.
     scripts = [prepare(m.read(), m.path, protected=protected) for m in migrations]
     history.ensure(conn)
