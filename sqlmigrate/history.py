@@ -235,11 +235,14 @@ class History:
                              started_at=started if execution_ms is not None else None),
         )
 
-    def record_removed(self, *, version: int, name: str, checksum: str | None) -> sql.Composed:
-        """Delete the history row of a rolled-back migration and log it."""
+    def record_removed(self, *, version: int, name: str, checksum: str | None,
+                       detail: str | None = None) -> sql.Composed:
+        """Delete the history row of a rolled-back migration and log it (``detail``: e.g. the data
+        the rollback destroyed with confirmation)."""
         return sql.SQL("DELETE FROM {history} WHERE version = {version};{log}").format(
             history=self.ident, version=sql.Literal(version),
-            log=self.log_row(version=version, name=name, checksum=checksum, direction="down", outcome="ok"),
+            log=self.log_row(version=version, name=name, checksum=checksum, direction="down", outcome="ok",
+                             detail=detail),
         )
 
     def log_row(self, *, version: int | None, name: str | None, direction: str, outcome: str,

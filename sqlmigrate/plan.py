@@ -41,10 +41,15 @@ class MigrationStatus:
     state: State
     migration: Migration | None
     row: Row | None
+    #: digits of the versions in the directory's file names, to name a migration whose file is gone
+    width: int = 0
 
     @property
     def label(self) -> str:
-        return self.migration.label if self.migration else f"{self.version}_{self.name}"
+        """The file name without ``.sql``; for a missing file, as it would be spelled."""
+        if self.migration is not None:
+            return self.migration.label
+        return f"{str(self.version).zfill(self.width)}_{self.name}"
 
     def as_dict(self) -> dict[str, Any]:
         row = self.row
@@ -116,9 +121,10 @@ def compute(migrations: Sequence[Migration], rows: Sequence[Row]) -> Status:
         else:
             state = State.APPLIED
         entries.append(MigrationStatus(m.version, m.name, state, m, row))
+    width = len(migrations[-1].filename.split("_", 1)[0]) if migrations else 0
     for row in by_version.values():
         state = State.FAILED if row.state != _APPLIED else State.MISSING
-        entries.append(MigrationStatus(row.version, row.name, state, None, row))
+        entries.append(MigrationStatus(row.version, row.name, state, None, row, width))
     entries.sort(key=lambda e: e.version)
     return Status(tuple(entries))
 

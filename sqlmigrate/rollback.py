@@ -79,7 +79,7 @@ def plan_down(status: Status, *, steps: int = 1, to: int | None = None) -> list[
                 "left to roll back)"
             )
         elif e.migration is None:
-            stem = _guess_stem(e, status)
+            stem = e.label
             problems.append(
                 f"migration {stem} (version {e.version}) is applied but its file is gone from the "
                 f"migration directory; restore {stem}.sql and write its rollback {stem}.rollback.sql "
@@ -97,13 +97,6 @@ def plan_down(status: Status, *, steps: int = 1, to: int | None = None) -> list[
             log.warning("migration %s changed since it was applied; its rollback undoes the file as it is "
                         "now, which may differ from what ran", e.label)
     return chosen
-
-
-def _guess_stem(entry: MigrationStatus, status: Status) -> str:
-    """``<version>_<name>`` of an entry whose migration file is gone, zero-padded like the others."""
-    width = max((len(e.migration.path.name.split("_", 1)[0]) for e in status.entries if e.migration),
-                default=0)
-    return f"{str(entry.version).zfill(width)}_{entry.name}"
 
 
 def prepare_steps(conn: psycopg.Connection, history: History, chosen: Sequence[MigrationStatus]) -> list[Step]:
@@ -195,10 +188,12 @@ def _roll_back(migrator: Migrator, conn: psycopg.Connection, history: History, s
     row = step.entry.row
     checksum = row.checksum if row is not None else m.checksum  # what was applied, for the log
     label = f"rollback of {m.label}"
+    # What was destroyed with confirmation goes into the audit log with the rollback.
+    detail = "; ".join(f.describe() for f in step.findings) or None
     if step.script.no_transaction:
-        ms = _roll_back_no_transaction(migrator, conn, history, step, checksum)
+        ms = _roll_back_no_transaction(migrator, conn, history, step, checksum, detail)
     else:
-        record = history.record_removed(version=m.version, name=m.name, checksum=checksum)
+        record = history.record_removed(version=m.version, name=m.name, checksum=checksum, detail=detail)
         try:
             ms = execute.run_in_transaction(conn, step.script, label, record)
         except SqlMigrateError as exc:
@@ -209,7 +204,7 @@ def _roll_back(migrator: Migrator, conn: psycopg.Connection, history: History, s
 
 
 def _roll_back_no_transaction(migrator: Migrator, conn: psycopg.Connection, history: History, step: Step,
-                              checksum: str) -> float:
+                              checksum: str, detail: str | None) -> float:
     from . import execute
 
     m = step.migration
@@ -220,5 +215,6 @@ def _roll_back_no_transaction(migrator: Migrator, conn: psycopg.Connection, hist
     except SqlMigrateError as exc:
         migrator._log_failure(conn, history, m, "down", exc)
         raise
-    history.write(conn, history.record_removed(version=m.version, name=m.name, checksum=checksum))
+    history.write(conn, history.record_removed(version=m.version, name=m.name, checksum=checksum,
+                                               detail=detail))
     return ms

@@ -196,6 +196,11 @@ def test_confirm_proceeds_and_reports_findings(with_data, conn):
     assert [a.label for a in r.applied] == ["0002_col", "0001_t"]
     assert [f.object for f in r.findings] == ["public.t.extra", "public.t"]
     assert not exists(conn, "t") and versions(conn) == []
+    # The audit log keeps what was destroyed with confirmation, with each rollback.
+    assert conn.execute("SELECT version, detail FROM schema_migrations_log WHERE direction = 'down'"
+                        " ORDER BY id").fetchall() == [
+        (2, "DROP COLUMN public.t.extra: 2 non-null values (exact)"),
+        (1, "DROP TABLE public.t: 3 rows (exact)")]
 
 
 def test_callback_decides(with_data, conn):

@@ -130,10 +130,10 @@ def test_modified_and_missing_are_named_and_repair_accepts_checksums(cli, conn, 
     b.write_text("CREATE TABLE b (id int);  -- comment\n")
     c.unlink()
     r = cli("status", "--dir", str(mdir))
-    assert "modified     0001_a" in r.out and "modified     0002_b" in r.out and "missing      3_c" in r.out, r
+    assert "modified     0001_a" in r.out and "modified     0002_b" in r.out and "missing      0003_c" in r.out, r
     r = cli("check", "--dir", str(mdir))
     assert r.code == 3 and "modified since applied: 0001_a, 0002_b" in r.err
-    assert "applied but file missing: 3_c" in r.err, r
+    assert "applied but file missing: 0003_c" in r.err, r
 
     r = cli("repair", "1", "--dir", str(mdir))  # only the named one
     new_a = checksum(database_url, mdir, 1)
@@ -147,7 +147,7 @@ def test_modified_and_missing_are_named_and_repair_accepts_checksums(cli, conn, 
         (2, "repair", "ok", checksum(database_url, mdir, 2),
          f"accepted the edited file: checksum {old_b} -> {checksum(database_url, mdir, 2)}")]
     r = cli("status", "--dir", str(mdir))
-    assert "applied      0001_a" in r.out and "applied      0002_b" in r.out and "missing      3_c" in r.out
+    assert "applied      0001_a" in r.out and "applied      0002_b" in r.out and "missing      0003_c" in r.out
     # A missing file has no checksum to accept: repair says so and changes nothing.
     r = cli("repair", "3", "--dir", str(mdir))
     assert r.code == 2 and "file is gone" in r.err, r
