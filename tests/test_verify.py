@@ -17,7 +17,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from sqlmigrate.errors import ConfigurationError, MigrationFileError
 from sqlmigrate.verify import SCRATCH_PREFIX, VerifyReport, verify
