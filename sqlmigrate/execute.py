@@ -205,6 +205,7 @@ def run_in_transaction(conn: psycopg.Connection, script: Script, label: str, rec
 # migration. Only when the cheap scan found nothing special and the lexer finds the file ends outside
 # any string, comment or dollar quote, so nothing in it can change how sqlmigrate's own SQL parses.
 _ONE_MESSAGE_MAX = 64 << 10
+_SEPARATOR = "\n;\n"
 
 
 def _fits_one_message(script: Script) -> bool:
@@ -218,13 +219,14 @@ def _run_in_one_message(conn: psycopg.Connection, script: Script, label: str, cl
     chunk = script.source
     assert chunk is not None
     try:
-        send(conn, _BEGIN + chunk.text + "\n;\n" + closing)
+        send(conn, _BEGIN + chunk.text + _SEPARATOR + closing)
     except _Failed as exc:
         rollback_if_open(conn)
         err = exc.error
         # Past the file's own text (by position, or by count of completed statements): ours failed.
+        # (An error at the separator is the file's: its last statement was cut short.)
         lost = bool(err.sqlstate and err.sqlstate.startswith("08"))
-        if not lost and ((err.position or 0) - 1 >= len(_BEGIN) + len(chunk.text) or (
+        if not lost and ((err.position or 0) - 1 >= len(_BEGIN) + len(chunk.text) + len(_SEPARATOR) or (
                 err.position is None and err.completed - 1 >= len(chunk.statements))):
             raise _record_failed(err, label) from None
         raise _locate(err, script, chunk, label, offset=len(_BEGIN), skipped=1) from None
@@ -281,7 +283,8 @@ def _locate(err: _ServerError, script: Script, chunk: Chunk, label: str, *, offs
     if err.sqlstate and err.sqlstate.startswith("08"):
         return _error(err, script, label, None, None)
     if err.position is not None and err.position - 1 >= offset:
-        pos = err.position - 1 - offset
+        # "at end of input" points past the text: the culprit is its last statement.
+        pos = min(err.position - 1 - offset, max(0, len(chunk.text.rstrip()) - 1))
         stmt = chunk.statement_at(pos)
         return _error(err, script, label, chunk.file_line(line_at(chunk.text, pos)), stmt.text if stmt else None)
     index = err.completed - skipped

@@ -309,3 +309,18 @@ def test_failure_to_record_history_rolls_the_migration_back(database_url, conn, 
     assert "history is read-only today" in str(err.value) and err.value.sqlstate == "P0001"
     assert "a" not in tables(conn)
     assert [r[0] for r in history(conn)] == [1]
+
+
+@pytest.mark.parametrize("text", [
+    "CREATE TABLE a (id int);\nINSERT INTO a VALUES (1,\n",  # plain: one message with the history row
+    "CREATE TABLE a (id int);\nDO $$ BEGIN PERFORM 1; END $$;\nINSERT INTO a VALUES (1,\n",  # scanned
+])
+def test_incomplete_last_statement_is_the_files_error(database_url, conn, mdir, text):
+    mdir.write("0001_cut.sql", text)
+    with pytest.raises(MigrationError) as err:
+        sqlmigrate.up(database_url, mdir.path)
+    last = text.rstrip("\n").count("\n") + 1
+    assert err.value.sqlstate == "42601" and err.value.line == last, str(err.value)
+    assert err.value.statement == "INSERT INTO a VALUES (1,"
+    assert "recording it in the history" not in str(err.value)
+    assert "a" not in tables(conn)
