@@ -24,7 +24,7 @@ from psycopg.conninfo import make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlmigrate.dataloss import find_data_loss  # noqa: E402
+from sqlmigrate._dataloss import find_data_loss  # noqa: E402
 
 ROWS = 5_000_000
 LIMIT_S = 0.2

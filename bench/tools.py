@@ -182,7 +182,7 @@ def setup(bench: Path, python: Path, wanted: set[str]) -> Toolset:
         r = _quiet([str(python), "-m", "sqlmigrate", "--help"], cwd=bench, env=python_env(bench))
         if r.returncode == 0:
             sm = str(python)
-            v = _quiet([str(python), "-c", "import sqlmigrate.cli as c; print(c._version(), c.__file__)"],
+            v = _quiet([str(python), "-c", "import sqlmigrate._cli as c; print(c._version(), c.__file__)"],
                        cwd=bench, env=python_env(bench))
             versions["sqlmigrate"] = v.stdout.strip() or "?"
         else:

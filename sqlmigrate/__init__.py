@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import (
+from ._errors import (
     ConfigurationError,
     ConnectError,
     DataLossError,
@@ -22,9 +22,9 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .dataloss import Finding
-    from .migrator import Applied, Migrator, Result, ensure_current, up
-    from .plan import MigrationStatus, State, Status
+    from ._dataloss import Finding
+    from ._migrator import Applied, Migrator, Result, ensure_current, up
+    from ._plan import MigrationStatus, State, Status
 
 __version__ = "0.1.0"
 
@@ -46,6 +46,6 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'sqlmigrate' has no attribute {name!r}")
     from importlib import import_module
 
-    value = getattr(import_module(f".{module}", __name__), name)
+    value = getattr(import_module(f"._{module}", __name__), name)
     globals()[name] = value
     return value

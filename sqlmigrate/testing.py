@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .verify import VerifyReport
+    from ._verify import VerifyReport
 
 __all__ = ["assert_reversible"]
 
@@ -50,7 +50,7 @@ def assert_reversible(directory: str | Path = "sql", database: str | None = None
     ``database``: a server to create the throwaway database on (default: the environment variables
     above). Returns the report when everything is reversible.
     """
-    from .verify import verify
+    from ._verify import verify
 
     database = database or _from_env()
     if database is None and scratch_database is None:
@@ -108,8 +108,8 @@ def sqlmigrate_dir(pytestconfig: pytest.Config) -> Path:
 @pytest.fixture
 def migrated_database(sqlmigrate_server_url: str, sqlmigrate_dir: Path) -> Iterator[str]:
     """The connection string of a fresh database with every migration applied; dropped afterwards."""
-    from .migrator import Migrator
-    from .verify import throwaway_database
+    from ._migrator import Migrator
+    from ._verify import throwaway_database
 
     with throwaway_database(sqlmigrate_server_url) as (url, _name):
         Migrator(url, sqlmigrate_dir).up()

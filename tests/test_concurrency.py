@@ -72,7 +72,7 @@ def test_boot_code_in_threads(database_url, conn, mdir):
 
 def test_lock_timeout_gives_exit_5(cli, database_url, conn, mdir):
     mdir.write("0001_a.sql", "CREATE TABLE a (id int);")
-    from sqlmigrate.history import History
+    from sqlmigrate._history import History
 
     key = History("public", "schema_migrations").lock_key()
     conn.execute("SELECT pg_advisory_lock(%s)", (key,))

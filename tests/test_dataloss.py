@@ -8,9 +8,9 @@ import psycopg
 import pytest
 from psycopg.pq import TransactionStatus
 
-from sqlmigrate import dataloss
-from sqlmigrate.dataloss import Finding, find_data_loss
-from sqlmigrate.errors import SqlMigrateError
+from sqlmigrate import _dataloss as dataloss
+from sqlmigrate._dataloss import Finding, find_data_loss
+from sqlmigrate._errors import SqlMigrateError
 
 
 def check(conn: psycopg.Connection, *statements: str, budget_s: float = 2.0) -> list[Finding]:

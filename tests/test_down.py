@@ -14,7 +14,7 @@ import pytest
 
 import sqlmigrate
 from sqlmigrate import DataLossError, Finding
-from sqlmigrate.errors import ConfigurationError, HistoryError, MigrationError, MigrationFileError
+from sqlmigrate._errors import ConfigurationError, HistoryError, MigrationError, MigrationFileError
 
 
 def versions(conn: psycopg.Connection) -> list[int]:

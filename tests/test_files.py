@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from sqlmigrate import files
-from sqlmigrate.errors import ConfigurationError, MigrationFileError
+from sqlmigrate import _files as files
+from sqlmigrate._errors import ConfigurationError, MigrationFileError
 
 
 def test_discovers_in_numeric_version_order_and_ignores_other_files(mdir):

@@ -23,7 +23,7 @@ from psycopg import sql
 
 import sqlmigrate
 from conftest import REPO, CliResult, MigrationDir, embedded_server
-from sqlmigrate.errors import SqlMigrateError
+from sqlmigrate._errors import SqlMigrateError
 
 STRESS = os.environ.get("SQLMIGRATE_STRESS", "") not in ("", "0")
 EXAMPLES = 300 if STRESS else 25
@@ -329,11 +329,11 @@ def test_no_sql_is_built_by_string_formatting():
             if name in _EXECUTORS and _string_formatting(node.args[0]):
                 offenders.append(f"{path.name}: {ast.unparse(node)[:120]}")
     # Reviewed: `query` iterates over the module constant _QUERIES, whose values are literals.
-    from sqlmigrate import snapshot
+    from sqlmigrate import _snapshot as snapshot
 
-    reviewed = {"snapshot.py: cur.execute(_REL_CTE + query, params)"}
-    if "snapshot.py: cur.execute(_REL_CTE + query, params)" in offenders:
-        tree = ast.parse((REPO / "sqlmigrate" / "snapshot.py").read_text())
+    reviewed = {"_snapshot.py: cur.execute(_REL_CTE + query, params)"}
+    if "_snapshot.py: cur.execute(_REL_CTE + query, params)" in offenders:
+        tree = ast.parse((REPO / "sqlmigrate" / "_snapshot.py").read_text())
         [queries] = [n.value for n in ast.walk(tree) if isinstance(n, (ast.Assign, ast.AnnAssign))
                      and any(getattr(t, "id", None) == "_QUERIES" for t in
                              (n.targets if isinstance(n, ast.Assign) else [n.target]))]
@@ -418,7 +418,7 @@ def test_password_never_shown_by_the_cli(password_server, tmp_path):
     (mdir.path / "0002_bad.sql").unlink()
 
     # A lock timeout.
-    from sqlmigrate.history import History
+    from sqlmigrate._history import History
 
     with psycopg.connect(good, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (History("public", "schema_migrations").lock_key(),))
@@ -463,7 +463,7 @@ def test_password_never_in_exceptions_or_log_records(password_server, tmp_path, 
         sqlmigrate.up(good, mdir.path)
     texts += [f"{e} {e.args!r}" for e in _chain(err.value)]
     (mdir.path / "0002_bad.sql").unlink()
-    from sqlmigrate.history import History
+    from sqlmigrate._history import History
 
     with psycopg.connect(good, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (History("public", "schema_migrations").lock_key(),))

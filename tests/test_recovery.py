@@ -15,8 +15,8 @@ import psycopg
 import pytest
 
 import sqlmigrate
-from sqlmigrate.errors import ConfigurationError, HistoryError
-from sqlmigrate.history import History
+from sqlmigrate._errors import ConfigurationError, HistoryError
+from sqlmigrate._history import History
 
 
 def history(conn: psycopg.Connection) -> list[tuple]:

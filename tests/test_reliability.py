@@ -23,7 +23,7 @@ from psycopg.conninfo import make_conninfo
 from conftest import CliResult, embedded_server
 
 import sqlmigrate
-from sqlmigrate.errors import NotCurrentError
+from sqlmigrate._errors import NotCurrentError
 
 STRESS = os.environ.get("SQLMIGRATE_STRESS", "") not in ("", "0")
 PROCESSES = 32 if STRESS else 16

@@ -15,7 +15,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from sqlmigrate.snapshot import Difference, Snapshot, diff, take
+from sqlmigrate._snapshot import Difference, Snapshot, diff, take
 
 # Every object kind the snapshot knows, in a natural creation order. One statement per chunk
 # (split on ";\n"), so function bodies stay on one line.

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from sqlmigrate import sqltext
-from sqlmigrate.errors import MigrationFileError
-from sqlmigrate.sqltext import (
+from sqlmigrate import _sqltext as sqltext
+from sqlmigrate._errors import MigrationFileError
+from sqlmigrate._sqltext import (
     Statement,
     directives,
     is_transaction_control,

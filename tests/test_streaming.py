@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 import sqlmigrate
-from sqlmigrate import script
-from sqlmigrate.errors import MigrationError, MigrationFileError
+from sqlmigrate import _script as script
+from sqlmigrate._errors import MigrationError, MigrationFileError
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 import sqlmigrate
-from sqlmigrate.errors import HistoryError, MigrationError, MigrationFileError, NotCurrentError
+from sqlmigrate._errors import HistoryError, MigrationError, MigrationFileError, NotCurrentError
 
 
 def tables(conn: psycopg.Connection) -> set[str]:
@@ -75,7 +75,7 @@ def test_connection_with_open_transaction_is_refused(database_url, mdir):
 def fetch_loop(request, monkeypatch):
     """Run a test with psycopg's C result loop and with sqlmigrate's fallback loop."""
     if request.param == "python fetch loop":
-        from sqlmigrate import execute
+        from sqlmigrate import _execute as execute
 
         monkeypatch.setattr(execute, "_fetch_many", None)
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from sqlmigrate.errors import ConfigurationError, MigrationFileError
-from sqlmigrate.verify import SCRATCH_PREFIX, VerifyReport, verify
+from sqlmigrate._errors import ConfigurationError, MigrationFileError
+from sqlmigrate._verify import SCRATCH_PREFIX, VerifyReport, verify
 
 pytest_plugins = ["pytester"]
 

@@ -23,16 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import files
-from .config import DEFAULT_TABLE
-from .errors import ConfigurationError, SqlMigrateError
+from . import _files as files
+from ._config import DEFAULT_TABLE
+from ._errors import ConfigurationError, SqlMigrateError
 
 if TYPE_CHECKING:
     import psycopg
 
-    from .history import History
-    from .script import Script
-    from .snapshot import Difference, Snapshot
+    from ._history import History
+    from ._script import Script
+    from ._snapshot import Difference, Snapshot
 
 __all__ = ["MigrationReport", "VerifyReport", "verify", "SCRATCH_PREFIX"]
 
@@ -144,7 +144,7 @@ def verify(database_url: str | None, directory: str | Path = "sql", *, scratch_d
         raise ConfigurationError("verify needs a database URL (its server hosts the throwaway database) "
                                  "or --scratch-database")
     with throwaway_database(database_url) as (url, name):
-        from .connection import connect
+        from ._connection import connect
 
         conn = connect(url)
         try:
@@ -166,7 +166,7 @@ def throwaway_database(server_url: str) -> Iterator[tuple[str, str]]:
     from psycopg import sql
     from psycopg.conninfo import make_conninfo
 
-    from .connection import normalize
+    from ._connection import normalize
 
     name = SCRATCH_PREFIX + secrets.token_hex(6)
     ident = sql.Identifier(name)
@@ -192,7 +192,7 @@ def throwaway_database(server_url: str) -> Iterator[tuple[str, str]]:
 
 
 def _connect_admin(server_url: str) -> psycopg.Connection:
-    from .connection import connect
+    from ._connection import connect
 
     return connect(server_url)
 
@@ -242,8 +242,8 @@ def _sigint_deferred() -> Iterator[None]:
 
 def _verify_in_scratch(url: str, migrations: Sequence[files.Migration], table: str,
                        schema: str | None, statement_timeout: float | None) -> VerifyReport:
-    from .connection import connect
-    from .history import History
+    from ._connection import connect
+    from ._history import History
 
     conn = connect(url)
     try:
@@ -283,10 +283,10 @@ def _empty_again(conn: psycopg.Connection, history: History, migrations: Sequenc
                  name: str) -> None:
     """Roll back, newest first, what ``verify`` left applied in the user's scratch database, so it
     can be used again."""
-    from .script import prepare
+    from ._script import prepare
 
     try:
-        from . import execute
+        from . import _execute as execute
 
         execute.rollback_if_open(conn)
         applied = {r.version for r in history.rows(conn)}
@@ -314,9 +314,9 @@ def _run(conn: psycopg.Connection, migrations: Sequence[files.Migration], table:
     """Check each migration in order; stop at the first that cannot be (re-)applied."""
     import psycopg
 
-    from .history import History
-    from .script import prepare
-    from .snapshot import diff, take
+    from ._history import History
+    from ._script import prepare
+    from ._snapshot import diff, take
 
     history = History.resolve(conn, table, schema)
     protected = history.protected
@@ -396,7 +396,7 @@ def _text(exc: BaseException) -> str:
 
 def _data_loss(conn: psycopg.Connection, rollback: Script) -> list[str]:
     """What the rollback would destroy (here, only rows the migrations themselves inserted)."""
-    from .dataloss import find_data_loss
+    from ._dataloss import find_data_loss
 
     try:
         findings = find_data_loss(conn, [(s.text, s.line) for s in rollback.statements])
@@ -406,7 +406,7 @@ def _data_loss(conn: psycopg.Connection, rollback: Script) -> list[str]:
 
 
 def _apply(conn: psycopg.Connection, history: History, m: files.Migration, script: Script) -> None:
-    from . import execute
+    from . import _execute as execute
 
     record = history.record_applied(version=m.version, name=m.name, checksum=m.checksum, out_of_order=False)
     if not script.no_transaction:
@@ -418,7 +418,7 @@ def _apply(conn: psycopg.Connection, history: History, m: files.Migration, scrip
 
 
 def _revert(conn: psycopg.Connection, history: History, m: files.Migration, script: Script) -> None:
-    from . import execute
+    from . import _execute as execute
 
     assert m.rollback is not None
     label = m.rollback.name[: -len(".sql")]

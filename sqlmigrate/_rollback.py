@@ -14,17 +14,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import files
-from .errors import ConfigurationError, DataLossError, HistoryError, MigrationFileError, SqlMigrateError
-from .plan import MigrationStatus, State, Status
+from . import _files as files
+from ._errors import ConfigurationError, DataLossError, HistoryError, MigrationFileError, SqlMigrateError
+from ._plan import MigrationStatus, State, Status
 
 if TYPE_CHECKING:
     import psycopg
 
-    from .dataloss import Finding
-    from .history import History
-    from .migrator import Applied, Migrator, Result
-    from .script import Script
+    from ._dataloss import Finding
+    from ._history import History
+    from ._migrator import Applied, Migrator, Result
+    from ._script import Script
 
 log = logging.getLogger("sqlmigrate")
 
@@ -101,8 +101,8 @@ def plan_down(status: Status, *, steps: int = 1, to: int | None = None) -> list[
 
 def prepare_steps(conn: psycopg.Connection, history: History, chosen: Sequence[MigrationStatus]) -> list[Step]:
     """Check every rollback file and find what it destroys, before any of them runs."""
-    from .dataloss import find_data_loss
-    from .script import prepare
+    from ._dataloss import find_data_loss
+    from ._script import prepare
 
     protected = history.protected
     scripts: list[Script] = []
@@ -140,8 +140,8 @@ def data_loss_message(steps: Sequence[Step]) -> str:
 def down(migrator: Migrator, *, steps: int = 1, to: int | None = None, confirm: bool = False,
          dry_run: bool = False, on_data_loss: OnDataLoss | None = None) -> Result:
     """See :meth:`sqlmigrate.Migrator.down`."""
-    from . import plan
-    from .migrator import Applied, Result
+    from . import _plan as plan
+    from ._migrator import Applied, Result
 
     migrations = files.discover(migrator.directory)
     with migrator._session() as (conn, history):
@@ -181,8 +181,8 @@ def _decide(planned: Sequence[Step], findings: list[Finding], confirm: bool,
 
 
 def _roll_back(migrator: Migrator, conn: psycopg.Connection, history: History, step: Step) -> Applied:
-    from . import execute
-    from .migrator import Applied, format_ms
+    from . import _execute as execute
+    from ._migrator import Applied, format_ms
 
     m = step.migration
     row = step.entry.row
@@ -205,7 +205,7 @@ def _roll_back(migrator: Migrator, conn: psycopg.Connection, history: History, s
 
 def _roll_back_no_transaction(migrator: Migrator, conn: psycopg.Connection, history: History, step: Step,
                               checksum: str, detail: str | None) -> float:
-    from . import execute
+    from . import _execute as execute
 
     m = step.migration
     history.mark_rollback_running(conn, m.version)

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from . import files, sqltext
-from .errors import MigrationFileError
-from .sqltext import Statement
+from . import _files as files, _sqltext as sqltext
+from ._errors import MigrationFileError
+from ._sqltext import Statement
 
 #: Files above this many bytes are streamed in chunks of about :data:`CHUNK` characters.
 STREAM_ABOVE = 4 << 20

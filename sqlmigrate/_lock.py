@@ -11,7 +11,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from .errors import LockTimeoutError
+from ._errors import LockTimeoutError
 
 if TYPE_CHECKING:
     import psycopg

@@ -6,7 +6,7 @@ import functools
 import re
 from typing import TYPE_CHECKING
 
-from .errors import ConfigurationError, ConnectError, SqlMigrateError
+from ._errors import ConfigurationError, ConnectError, SqlMigrateError
 
 if TYPE_CHECKING:
     import psycopg

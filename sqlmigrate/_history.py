@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from psycopg import sql
 
-from .errors import HistoryError
+from ._errors import HistoryError
 
 if TYPE_CHECKING:
     import psycopg

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigurationError
+from ._errors import ConfigurationError
 
 DEFAULT_TABLE = "schema_migrations"
 DEFAULT_LOCK_TIMEOUT = 300.0

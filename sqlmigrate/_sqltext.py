@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from sqlmigrate.errors import MigrationFileError
+from sqlmigrate._errors import MigrationFileError
 
 __all__ = [
     "Directives",

@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from . import config
-from .connection import describe, mask
-from .errors import SqlMigrateError
+from . import _config as config
+from ._connection import describe, mask
+from ._errors import SqlMigrateError
 
 EXIT_CODES = """\
 exit codes:
@@ -196,14 +196,14 @@ def _version() -> str:
 
 
 def _migrator(settings: config.Settings, database: str) -> Any:
-    from .migrator import Migrator
+    from ._migrator import Migrator
 
     return Migrator(database, settings.directory, table=settings.table, schema=settings.schema,
                     lock_timeout=settings.lock_timeout, statement_timeout=settings.statement_timeout)
 
 
 def cmd_up(args: argparse.Namespace, settings: config.Settings, out: _Printer) -> int:
-    from .migrator import format_ms
+    from ._migrator import format_ms
 
     database = _database(settings, out)
     result = _migrator(settings, database).up(to=args.to, dry_run=args.dry_run,
@@ -252,7 +252,7 @@ def _log_entry_dict(e: Any) -> dict[str, Any]:
 
 
 def _print_log(entries: Sequence[Any], out: _Printer) -> None:
-    from .migrator import format_ms
+    from ._migrator import format_ms
 
     out.always("")
     out.always(f"log (newest {len(entries)}):" if entries else "log: empty")
@@ -267,7 +267,7 @@ def _print_log(entries: Sequence[Any], out: _Printer) -> None:
 
 
 def cmd_check(args: argparse.Namespace, settings: config.Settings, out: _Printer) -> int:
-    from .migrator import not_current
+    from ._migrator import not_current
 
     database = _database(settings, out, announce=not args.json)
     status = _migrator(settings, database).status()
@@ -283,7 +283,7 @@ def cmd_check(args: argparse.Namespace, settings: config.Settings, out: _Printer
 
 
 def _print_status(status: Any, as_json: bool, out: _Printer) -> None:
-    from .migrator import format_ms
+    from ._migrator import format_ms
 
     if as_json:
         out.always(json.dumps(status.as_dict(), indent=2))
@@ -302,15 +302,15 @@ def _print_status(status: Any, as_json: bool, out: _Printer) -> None:
                 detail += "  (baseline)"
         out.always(f"{e.state.value:<12} {e.label:<{width}}  {detail}".rstrip())
         if e.state.value == "failed":
-            from .plan import describe_failure
+            from ._plan import describe_failure
 
             out.always(f"{'':<12} {describe_failure(e)}".replace("\n", "\n" + " " * 13))
     out.always(status.summary())
 
 
 def cmd_down(args: argparse.Namespace, settings: config.Settings, out: _Printer) -> int:
-    from .errors import DataLossError
-    from .migrator import format_ms
+    from ._errors import DataLossError
+    from ._migrator import format_ms
 
     database = _database(settings, out)
     migrator = _migrator(settings, database)
@@ -391,7 +391,7 @@ def cmd_repair(args: argparse.Namespace, settings: config.Settings, out: _Printe
 
 
 def cmd_new(args: argparse.Namespace, settings: config.Settings, out: _Printer) -> int:
-    from . import files
+    from . import _files as files
 
     up, down = files.create(settings.directory, args.name)
     out.line(f"created {up}")
@@ -400,7 +400,7 @@ def cmd_new(args: argparse.Namespace, settings: config.Settings, out: _Printer) 
 
 
 def cmd_verify(args: argparse.Namespace, settings: config.Settings, out: _Printer) -> int:
-    from .verify import verify
+    from ._verify import verify
 
     if args.json:
         out.quiet = True  # progress lines would corrupt the JSON on stdout
@@ -432,7 +432,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, config.Settings, _Printer], in
 def _database(settings: config.Settings, out: _Printer, announce: bool = True) -> str:
     if settings.database:
         return settings.database
-    from . import embedded
+    from . import _embedded as embedded
 
     embedded.refuse_in_production(os.environ)
     url = embedded.start(Path.cwd())

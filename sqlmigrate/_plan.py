@@ -10,11 +10,11 @@ from typing import Any
 
 from typing import TYPE_CHECKING
 
-from .errors import HistoryError, OutOfOrderError
+from ._errors import HistoryError, OutOfOrderError
 
 if TYPE_CHECKING:
-    from .files import Migration
-    from .history import Row
+    from ._files import Migration
+    from ._history import Row
 
 # Mirror history.APPLIED and history.ROLLBACK_RUNNING, so that planning does not import psycopg.
 _APPLIED = "applied"

@@ -1,7 +1,7 @@
 """The one exception hierarchy of sqlmigrate.
 
 Every error carries the process exit code the command line uses for it, so the CLI never has to
-guess, and every message is already free of passwords (see :func:`sqlmigrate.connection.mask`).
+guess, and every message is already free of passwords (see :func:`sqlmigrate._connection.mask`).
 """
 
 from __future__ import annotations
@@ -131,3 +131,21 @@ class LockTimeoutError(SqlMigrateError):
     """Another process held the migration lock for longer than the lock timeout."""
 
     exit_code = 5
+
+
+class DatabaseError(SqlMigrateError):
+    """The database refused an operation of sqlmigrate's own (reading or writing its history, taking
+    its lock), as opposed to a statement of a migration (:class:`MigrationError`)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        self.sqlstate = sqlstate
+        super().__init__(message)
+
+
+class PrivilegeError(DatabaseError):
+    """The role may not do what sqlmigrate needs (a missing privilege, a read-only transaction): a
+    configuration problem, fixed by a GRANT or another URL."""
+
+    exit_code = 2

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING
 
 from psycopg import sql
 
-from .errors import ConfigurationError, HistoryError
-from .plan import MigrationStatus, State, compute, describe_failure
+from ._errors import ConfigurationError, HistoryError
+from ._plan import MigrationStatus, State, compute, describe_failure
 
 if TYPE_CHECKING:
     import psycopg
 
-    from .files import Migration
-    from .history import History
+    from ._files import Migration
+    from ._history import History
 
 log = logging.getLogger("sqlmigrate")
 

@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
-from .errors import ConfigurationError
+from ._errors import ConfigurationError
 
 log = logging.getLogger("sqlmigrate")
 

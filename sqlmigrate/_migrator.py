@@ -12,19 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import files
-from .config import DEFAULT_LOCK_TIMEOUT, DEFAULT_TABLE
-from .errors import ConfigurationError, NotCurrentError, SqlMigrateError
-from .plan import MigrationStatus, State, Status
+from . import _files as files
+from ._config import DEFAULT_LOCK_TIMEOUT, DEFAULT_TABLE
+from ._errors import ConfigurationError, NotCurrentError, SqlMigrateError
+from ._plan import MigrationStatus, State, Status
 
 if TYPE_CHECKING:
     import psycopg
 
-    from .dataloss import Finding
-    from .history import History, LogEntry
-    from .recovery import BaselineResult, RepairResult
-    from .rollback import OnDataLoss
-    from .script import Script
+    from ._dataloss import Finding
+    from ._history import History, LogEntry
+    from ._recovery import BaselineResult, RepairResult
+    from ._rollback import OnDataLoss
+    from ._script import Script
 
 log = logging.getLogger("sqlmigrate")
 
@@ -80,7 +80,7 @@ class Migrator:
 
     def status(self) -> Status:
         """Every version with its state; reads the history, changes nothing, takes no lock."""
-        from . import plan
+        from . import _plan as plan
 
         migrations = files.discover(self.directory)
         with self._session() as (conn, history):
@@ -100,7 +100,7 @@ class Migrator:
         Any number of processes may call this at once: an advisory lock makes each migration run
         exactly once, and the others wait and then find nothing to do.
         """
-        from . import plan
+        from . import _plan as plan
 
         migrations = files.discover(self.directory)
         with self._session() as (conn, history):
@@ -134,7 +134,7 @@ class Migrator:
         destroy data that is present, :class:`DataLossError` (listing it) is raised before anything
         runs, unless ``confirm`` is true or ``on_data_loss(findings)`` returns true.
         """
-        from . import rollback
+        from . import _rollback as rollback
 
         return rollback.down(self, steps=steps, to=to, confirm=confirm, dry_run=dry_run,
                              on_data_loss=on_data_loss)
@@ -143,7 +143,7 @@ class Migrator:
         """Record every migration up to ``version`` as applied without running it (marked as a
         baseline), for a database whose tables were built by other means. Refused when the history
         already has rows unless ``force`` (which only adds missing versions, never changes rows)."""
-        from . import recovery
+        from . import _recovery as recovery
 
         migrations = files.discover(self.directory)
         with self._session() as (conn, history), self._locked(conn, history):
@@ -155,7 +155,7 @@ class Migrator:
         """Accept the current checksum of modified migrations (``versions``, or all when nothing is
         named) and resolve failed no-transaction migrations: ``mark_applied`` (finished by hand) or
         ``retry`` (undone by hand; ``up`` runs it again). Each change is logged."""
-        from . import recovery
+        from . import _recovery as recovery
 
         migrations = files.discover(self.directory)
         with self._session() as (conn, history), self._locked(conn, history):
@@ -172,7 +172,7 @@ class Migrator:
     # -- internals --------------------------------------------------------------------------------
 
     def _prepare(self, history: History, steps: list[MigrationStatus]) -> list[Script]:
-        from .script import prepare_file
+        from ._script import prepare_file
 
         scripts = []
         for e in steps:
@@ -183,7 +183,7 @@ class Migrator:
 
     def _apply(self, conn: psycopg.Connection, history: History, entry: MigrationStatus, script: Script,
                place: str) -> Applied:
-        from . import execute
+        from . import _execute as execute
 
         m = entry.migration
         assert m is not None  # a pending entry always has its file
@@ -204,7 +204,7 @@ class Migrator:
 
     def _apply_no_transaction(self, conn: psycopg.Connection, history: History, m: files.Migration,
                               script: Script, late: bool) -> float:
-        from . import execute
+        from . import _execute as execute
 
         history.mark_running(conn, version=m.version, name=m.name, checksum=m.checksum, out_of_order=late)
         try:
@@ -220,7 +220,7 @@ class Migrator:
                      direction: str, exc: Exception) -> None:
         """The failure goes into the append-only log, after the rollback (a best effort: the
         connection may be what failed)."""
-        from . import execute
+        from . import _execute as execute
 
         try:
             execute.rollback_if_open(conn)
@@ -231,7 +231,7 @@ class Migrator:
 
     @contextmanager
     def _session(self) -> Iterator[tuple[psycopg.Connection, History]]:
-        from .history import History
+        from ._history import History
 
         with self._connection() as conn:
             if self.statement_timeout:
@@ -256,7 +256,7 @@ class Migrator:
                 if not conn.closed:
                     conn.autocommit = autocommit
             return
-        from .connection import connect
+        from ._connection import connect
 
         conn = connect(self.database)
         try:
@@ -266,7 +266,7 @@ class Migrator:
 
     @contextmanager
     def _locked(self, conn: psycopg.Connection, history: History) -> Iterator[None]:
-        from . import lock
+        from . import _lock as lock
 
         key = history.lock_key()
         lock.acquire(conn, key, self.lock_timeout, history.display)

@@ -672,7 +672,7 @@ def find_data_loss(conn: psycopg.Connection, statements: Sequence[tuple[str, int
     from psycopg.pq import TransactionStatus
     from psycopg.rows import tuple_row
 
-    from sqlmigrate.errors import SqlMigrateError
+    from sqlmigrate._errors import SqlMigrateError
 
     status = conn.info.transaction_status
     if status == TransactionStatus.INERROR:

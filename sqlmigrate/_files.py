@@ -16,7 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import ConfigurationError, MigrationFileError
+from ._errors import ConfigurationError, MigrationFileError
 
 if TYPE_CHECKING:
     from datetime import datetime

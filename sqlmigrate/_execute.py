@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import pq, sql
 
-from .errors import MigrationError
-from .script import Chunk, Script
-from . import sqltext
-from .sqltext import line_at
+from ._errors import MigrationError
+from ._script import Chunk, Script
+from . import _sqltext as sqltext
+from ._sqltext import line_at
 
 if TYPE_CHECKING:
     import psycopg
 
-    from .history import History
+    from ._history import History
 
 log = logging.getLogger("sqlmigrate")
 
