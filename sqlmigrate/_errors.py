@@ -16,6 +16,19 @@ class SqlMigrateError(Exception):
 
     exit_code: int = 1
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's own pickling calls ``cls(*self.args)``, which fails for a constructor with more
+        # required arguments than the message (and re-renders a message built from its arguments).
+        # Rebuilt without the constructor instead: the same args, the same attributes (and notes).
+        return _restore, (type(self), self.args, self.__dict__)
+
+
+def _restore(cls: type[SqlMigrateError], args: tuple[Any, ...], state: dict[str, Any]) -> SqlMigrateError:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class ConfigurationError(SqlMigrateError):
     """A bad option, setting or command-line usage."""

@@ -1,0 +1,72 @@
+"""The public library surface: what ``sqlmigrate`` exports, its errors, and its result types."""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+import pkgutil
+from pathlib import Path
+
+import pytest
+
+import sqlmigrate
+from sqlmigrate import _errors
+
+# Constructor arguments for the errors whose constructor takes more than a message. Any other error
+# is built as ``cls("message")``: a new class with a richer constructor fails here until it is added.
+_SAMPLES: dict[str, tuple[tuple[object, ...], dict[str, object]]] = {
+    "MigrationFileError": (("bad directive", Path("sql/0001_a.sql"), 3), {}),
+    "OutOfOrderError": (("older than the newest", [2, 3]), {}),
+    "MigrationError": (("relation \"a\" does not exist",),
+                       {"path": Path("sql/0002_b.sql"), "line": 4, "statement": "SELECT * FROM a",
+                        "sqlstate": "42P01", "detail": "d", "hint": "h", "context": "c"}),
+    "NotCurrentError": (("database is not current",),
+                        {"pending": [3], "modified": [1], "missing": [2], "failed": [4], "out_of_order": [5]}),
+    "DataLossError": (("would destroy data", ["DROP TABLE public.a: 3 rows (exact)"]), {}),
+    "DatabaseError": (("could not read the history", "42P01"), {}),
+    "PrivilegeError": (("permission denied for table schema_migrations", "42501"), {}),
+}
+
+
+def _all_error_classes() -> list[type[_errors.SqlMigrateError]]:
+    # Import every module of the package, so that an error class defined anywhere is found.
+    for info in pkgutil.iter_modules(sqlmigrate.__path__):
+        if info.name not in ("__main__", "testing"):
+            importlib.import_module(f"sqlmigrate.{info.name}")
+    found: list[type[_errors.SqlMigrateError]] = []
+    todo = [_errors.SqlMigrateError]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+@pytest.mark.parametrize("cls", _all_error_classes(), ids=lambda c: c.__name__)
+def test_every_error_survives_pickling_with_its_message_and_attributes(cls):
+    args, kwargs = _SAMPLES.get(cls.__name__, (("something went wrong",), {}))
+    error = cls(*args, **kwargs)
+    if hasattr(error, "add_note"):  # Python 3.11+
+        error.add_note("a note added on the way up")
+
+    copy = pickle.loads(pickle.dumps(error))
+
+    assert type(copy) is cls
+    assert str(copy) == str(error)
+    assert copy.args == error.args
+    assert vars(copy) == vars(error)
+    assert copy.exit_code == error.exit_code
+    # Not only equal to the original: right, too (a constructor that re-renders its message would
+    # double the "file:line:" prefix on the way back).
+    if cls.__name__ == "MigrationFileError":
+        assert str(copy) == "sql/0001_a.sql:3: bad directive"
+        assert (copy.path, copy.line) == (Path("sql/0001_a.sql"), 3)
+    if cls.__name__ == "OutOfOrderError":
+        assert copy.versions == (2, 3)
+    if cls.__name__ == "MigrationError":
+        assert (copy.line, copy.sqlstate, copy.server_message) == (4, "42P01", 'relation "a" does not exist')
+
+
+def test_the_error_samples_name_only_real_classes():
+    names = {c.__name__ for c in _all_error_classes()}
+    assert set(_SAMPLES) <= names
