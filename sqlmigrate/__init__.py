@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ._migrator import Applied, Migrator, Result, ensure_current, up
     from ._plan import MigrationStatus, State, Status
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"  # the one place the version is defined (pyproject reads it)
 
 __all__ = [
     "Applied", "ConfigurationError", "ConnectError", "DataLossError", "Finding", "HistoryError", "LockTimeoutError",
