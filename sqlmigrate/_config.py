@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +30,10 @@ _PYPROJECT_KEYS = {"dir", "table", "schema", "lock_timeout", "statement_timeout"
 
 def load_pyproject(start: Path) -> Mapping[str, Any]:
     """``[tool.sqlmigrate]`` of the nearest pyproject.toml at or above ``start``, or ``{}``."""
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ImportError:  # Python 3.10
-        return {}
+    else:  # the same parser, a dependency on Python 3.10
+        import tomli as tomllib
     for folder in (start, *start.parents):
         candidate = folder / "pyproject.toml"
         if candidate.is_file():
