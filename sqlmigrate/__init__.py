@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import (
     ConfigurationError,
     ConnectError,
+    DatabaseError,
     DataLossError,
     HistoryError,
     LockTimeoutError,
@@ -18,6 +19,7 @@ from ._errors import (
     MigrationFileError,
     NotCurrentError,
     OutOfOrderError,
+    PrivilegeError,
     SqlMigrateError,
 )
 

@@ -672,12 +672,12 @@ def find_data_loss(conn: psycopg.Connection, statements: Sequence[tuple[str, int
     from psycopg.pq import TransactionStatus
     from psycopg.rows import tuple_row
 
-    from sqlmigrate._errors import SqlMigrateError
+    from sqlmigrate._errors import ConfigurationError, DatabaseError, PrivilegeError
 
     status = conn.info.transaction_status
     if status == TransactionStatus.INERROR:
-        raise SqlMigrateError("cannot check for data loss: the connection's transaction has failed;"
-                              " roll it back first")
+        raise ConfigurationError("cannot check for data loss: the connection's transaction has failed;"
+                                 " roll it back first")
     deadline = time.monotonic() + budget_s
     parsed: list[tuple[_Action, int]] = []
     for text, line in statements:
@@ -703,7 +703,9 @@ def find_data_loss(conn: psycopg.Connection, statements: Sequence[tuple[str, int
                     if f is not None:
                         findings.append(f)
         except psycopg.Error as e:
-            raise SqlMigrateError(f"data-loss check failed: {e}") from e
+            # 42501 insufficient privilege, 25006 read-only transaction: the role's, not the server's
+            error = PrivilegeError if e.sqlstate in ("42501", "25006") else DatabaseError
+            raise error(f"data-loss check failed: {e}", e.sqlstate) from e
     for f in findings:
         log.debug("data loss: %s (line %d)", f.describe(), f.line)
     return findings

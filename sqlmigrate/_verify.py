@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _files as files
 from ._config import DEFAULT_TABLE
-from ._errors import ConfigurationError, SqlMigrateError
+from ._errors import ConfigurationError, DatabaseError, MigrationFileError, SqlMigrateError
 
 if TYPE_CHECKING:
     import psycopg
@@ -181,7 +181,7 @@ def throwaway_database(server_url: str) -> Iterator[tuple[str, str]]:
                     message + "; grant the CREATEDB privilege, or pass --scratch-database URL of an "
                     "empty database verify may use"
                 ) from None
-            raise SqlMigrateError(message) from None
+            raise DatabaseError(message, exc.sqlstate) from None
     log.info("created throwaway database %s", name)
     try:
         yield make_conninfo(normalize(server_url), dbname=name), name
@@ -294,7 +294,7 @@ def _empty_again(conn: psycopg.Connection, history: History, migrations: Sequenc
             if m.version not in applied:
                 continue
             if m.rollback is None:
-                raise SqlMigrateError(f"{m.label} has no rollback file")
+                raise MigrationFileError(f"{m.label} has no rollback file")
             _revert(conn, history, m, prepare(m.read_rollback(), m.rollback, protected=history.protected))
     except Exception as exc:
         log.warning("could not empty the scratch database %s again (%s); drop and re-create it before "

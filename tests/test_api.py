@@ -70,3 +70,64 @@ def test_every_error_survives_pickling_with_its_message_and_attributes(cls):
 def test_the_error_samples_name_only_real_classes():
     names = {c.__name__ for c in _all_error_classes()}
     assert set(_SAMPLES) <= names
+
+
+# -- specific errors, never the bare base class -------------------------------------------------------
+
+
+def test_the_package_never_raises_the_bare_base_class():
+    package = Path(sqlmigrate.__file__).parent
+    bare = [f"{p.name}:{n}" for p in sorted(package.glob("*.py"))
+            for n, line in enumerate(p.read_text().splitlines(), 1) if "raise SqlMigrateError(" in line]
+    assert bare == []
+
+
+def test_data_loss_check_on_a_failed_transaction_is_a_configuration_error(database_url):
+    import psycopg
+
+    from sqlmigrate._dataloss import find_data_loss
+
+    with psycopg.connect(database_url) as c:
+        with pytest.raises(psycopg.Error):
+            c.execute("SELECT 1/0")
+        with pytest.raises(sqlmigrate.ConfigurationError, match="transaction has failed") as caught:
+            find_data_loss(c, [("DROP TABLE users", 1)])
+    assert caught.value.exit_code == 2
+
+
+def test_data_loss_check_on_a_lost_connection_is_a_database_error(database_url, conn):
+    import psycopg
+
+    from sqlmigrate._dataloss import find_data_loss
+
+    conn.execute("CREATE TABLE users (id int)")
+    with psycopg.connect(database_url, autocommit=True) as c:
+        conn.execute("SELECT pg_terminate_backend(%s)", (c.info.backend_pid,))
+        with pytest.raises(sqlmigrate.DatabaseError, match="data-loss check failed") as caught:
+            find_data_loss(c, [("DROP TABLE users", 1)])
+    assert not isinstance(caught.value, sqlmigrate.MigrationError)
+
+
+def test_verify_that_cannot_create_its_database_raises_a_database_error(server_url, database_url, mdir):
+    """A role whose every transaction is read-only: CREATE DATABASE fails with SQLSTATE 25006."""
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    from sqlmigrate._verify import verify
+
+    mdir.write("0001_a.sql", "CREATE TABLE a (id int);\n")
+    mdir.write("0001_a.rollback.sql", "DROP TABLE a;\n")
+    role = f"sqlmigrate_ro_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD 'pw'").format(sql.Identifier(role)))
+        admin.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on")
+                      .format(sql.Identifier(role)))
+        try:
+            with pytest.raises(sqlmigrate.DatabaseError, match="could not create the throwaway database") as caught:
+                verify(make_conninfo(database_url, user=role, password="pw"), mdir.path)
+            assert caught.value.sqlstate == "25006"
+        finally:
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
