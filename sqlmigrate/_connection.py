@@ -26,6 +26,30 @@ def normalize(database: str) -> str:
     return _SQLALCHEMY_SCHEME.sub(lambda m: m.group(1).lower() + "://", database, count=1)
 
 
+def conninfo_of(database: object) -> str:
+    """A libpq connection string from a string, a SQLAlchemy ``Engine`` (or ``AsyncEngine``) or a
+    SQLAlchemy ``URL``. SQLAlchemy is never imported: an application that passes a string does not
+    pay for it, and one that passes an engine has already imported it."""
+    if isinstance(database, str):
+        return normalize(database)
+    kind = f"{type(database).__module__}.{type(database).__qualname__}"
+    if kind.startswith("sqlalchemy."):
+        url = getattr(database, "url", database)  # an Engine has its URL; a URL is one
+        render = getattr(url, "render_as_string", None)
+        if callable(render):
+            driver = str(getattr(url, "drivername", ""))
+            if not driver.lower().startswith("postgres"):
+                raise ConfigurationError(
+                    f"the SQLAlchemy {type(database).__name__} is for {driver!r}; sqlmigrate migrates "
+                    "PostgreSQL only (postgresql://, postgresql+psycopg2://, ...)"
+                )
+            return normalize(str(render(hide_password=False)))
+    raise ConfigurationError(
+        f"sqlmigrate needs a database connection string, a SQLAlchemy Engine or URL, or an open "
+        f"psycopg.Connection; got a {kind}"
+    )
+
+
 def mask(text: str, database: str | None = None) -> str:
     """``text`` with every password removed: URL and key=value forms, and the literal password of
     ``database`` wherever else it appears (an error message may quote it)."""

@@ -131,3 +131,89 @@ def test_verify_that_cannot_create_its_database_raises_a_database_error(server_u
             assert caught.value.sqlstate == "25006"
         finally:
             admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+# -- SQLAlchemy engines and URLs, without importing SQLAlchemy otherwise --------------------------------
+
+
+def _sqlalchemy_url(database_url: str, user: str, password: str, driver: str = "postgresql+psycopg2"):
+    import sqlalchemy
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(database_url)
+    return sqlalchemy.URL.create(driver, username=user, password=password, host=params.get("host"),
+                                 port=int(params.get("port") or 5432), database=params["dbname"])
+
+
+@pytest.fixture
+def odd_role(server_url):
+    """A role whose password needs escaping in a URL (the server trusts it anyway: the password is
+    checked by parsing, the user by connecting)."""
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    role = f"sqlmigrate_sa_{uuid.uuid4().hex[:8]}"
+    password = "p@ss:w/rd%?&="
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(password)))
+        try:
+            yield role, password
+        finally:
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+@pytest.mark.parametrize("driver", ["postgresql+psycopg2", "postgresql+psycopg", "postgresql"])
+def test_conninfo_of_a_sqlalchemy_engine_and_url_connects(database_url, odd_role, driver):
+    import sqlalchemy
+    from psycopg.conninfo import conninfo_to_dict
+
+    from sqlmigrate._connection import conninfo_of, connect
+
+    role, password = odd_role
+    url = _sqlalchemy_url(database_url, role, password, driver)
+    # An engine needs its driver installed: psycopg2 is not (only its URL spelling matters here).
+    engine = sqlalchemy.create_engine(url) if driver != "postgresql+psycopg2" else None
+    try:
+        for given in (url, engine or url, url.render_as_string(hide_password=False)):
+            conninfo = conninfo_of(given)
+            assert conninfo_to_dict(conninfo)["password"] == password
+            with connect(conninfo) as c:
+                row = c.execute("SELECT current_user, current_database()").fetchone()
+            assert row == (role, conninfo_to_dict(database_url)["dbname"])
+    finally:
+        if engine is not None:
+            engine.dispose()
+
+
+def test_conninfo_of_anything_else_is_a_configuration_error_naming_its_type(tmp_path):
+    import sqlalchemy
+
+    from sqlmigrate._connection import conninfo_of
+
+    with pytest.raises(sqlmigrate.ConfigurationError, match=r"pathlib\.PosixPath") as caught:
+        conninfo_of(tmp_path)
+    assert caught.value.exit_code == 2
+    with pytest.raises(sqlmigrate.ConfigurationError, match=r"builtins\.int"):
+        conninfo_of(5432)
+    with pytest.raises(sqlmigrate.ConfigurationError, match=r"mysql\+pymysql.*PostgreSQL") as caught:
+        conninfo_of(sqlalchemy.make_url("mysql+pymysql://u:secret@db/app"))
+    assert "secret" not in str(caught.value)
+
+
+def test_a_string_never_imports_sqlalchemy(database_url, mdir):
+    import subprocess
+    import sys
+
+    mdir.write("0001_a.sql", "CREATE TABLE a (id int);\n")
+    code = (
+        "import sys, sqlmigrate\n"
+        f"result = sqlmigrate.Migrator({database_url!r}, {str(mdir.path)!r}).up()\n"
+        "assert len(result.applied) == 1, result\n"
+        "print('sqlalchemy' in sys.modules, any(m.startswith('sqlalchemy') for m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "False"]
