@@ -25,20 +25,36 @@ from ._errors import (
 
 if TYPE_CHECKING:
     from ._dataloss import Finding
-    from ._migrator import Applied, Migrator, Result, ensure_current, up
+    from ._history import LogEntry
+    from ._migrator import Migrator, Result, StepResult, ensure_current, up
     from ._plan import MigrationStatus, State, Status
+    from ._recovery import Baselined, BaselineResult, Repaired, RepairResult, Unresolved
+    from ._verify import MigrationReport, VerifyReport, verify
 
 __version__ = "0.2.0.dev0"  # the one place the version is defined (pyproject reads it)
 
 __all__ = [
-    "Applied", "ConfigurationError", "ConnectError", "DataLossError", "Finding", "HistoryError", "LockTimeoutError",
-    "MigrationError", "MigrationFileError", "MigrationStatus", "Migrator", "NotCurrentError",
-    "OutOfOrderError", "Result", "SqlMigrateError", "State", "Status", "ensure_current", "up",
+    # the API
+    "Migrator", "ensure_current", "up", "verify",
+    # results, and the types they are made of
+    "BaselineResult", "Baselined", "Finding", "LogEntry", "MigrationReport", "MigrationStatus",
+    "RepairResult", "Repaired", "Result", "State", "Status", "StepResult", "Unresolved", "VerifyReport",
+    # errors
+    "ConfigurationError", "ConnectError", "DataLossError", "DatabaseError", "HistoryError",
+    "LockTimeoutError", "MigrationError", "MigrationFileError", "NotCurrentError", "OutOfOrderError",
+    "PrivilegeError", "SqlMigrateError",
 ]
 
+# Imported on first use: each of these modules pulls in psycopg or sqlparse.
 _LAZY = {
-    "Applied": "migrator", "Migrator": "migrator", "Result": "migrator", "ensure_current": "migrator",
-    "up": "migrator", "Finding": "dataloss", "MigrationStatus": "plan", "State": "plan", "Status": "plan",
+    "Migrator": "migrator", "Result": "migrator", "StepResult": "migrator", "ensure_current": "migrator",
+    "up": "migrator",
+    "MigrationStatus": "plan", "State": "plan", "Status": "plan",
+    "BaselineResult": "recovery", "Baselined": "recovery", "RepairResult": "recovery",
+    "Repaired": "recovery", "Unresolved": "recovery",
+    "LogEntry": "history",
+    "MigrationReport": "verify", "VerifyReport": "verify", "verify": "verify",
+    "Finding": "dataloss",
 }
 
 
@@ -51,3 +67,8 @@ def __getattr__(name: str) -> Any:
     value = getattr(import_module(f"._{module}", __name__), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    # What is public, not the helpers this module happens to import (TYPE_CHECKING, Any, ...).
+    return sorted({*__all__, *(n for n in globals() if n.startswith("__"))})

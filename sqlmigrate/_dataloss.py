@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # psycopg is imported lazily so that ``import sqlmigrate`` stays cheap
@@ -53,6 +53,9 @@ class Finding:
     unit: str = ROWS  # what rows counts: "rows" or "non-null values"
     certain: bool = True  # data is known to be present; False: the check gave up before knowing
     spent_s: float = 0.0  # time the check of this object took (shown when it gave up)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "description": self.describe()}
 
     def describe(self) -> str:
         head = f"{self.action} {self.object}"

@@ -59,6 +59,14 @@ class LogEntry:
     client_pid: int | None
     detail: str | None
 
+    def as_dict(self) -> dict[str, object]:
+        from dataclasses import asdict
+
+        d = asdict(self)
+        for key in ("started_at", "finished_at"):
+            d[key] = d[key].isoformat() if d[key] is not None else None
+        return d
+
 
 class History:
     """Names and SQL of one history table and its log, ``<table>`` and ``<table>_log``, in ``schema``."""

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
@@ -35,6 +35,9 @@ class Baselined:
     label: str
     checksum: str
 
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 @dataclass(frozen=True)
 class BaselineResult:
@@ -45,6 +48,10 @@ class BaselineResult:
 
     def __len__(self) -> int:
         return len(self.recorded)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "recorded": [b.as_dict() for b in self.recorded],
+                "kept": list(self.kept)}
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,9 @@ class Repaired:
     old_checksum: str | None
     new_checksum: str | None
     detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,9 @@ class Unresolved:
     def guidance(self) -> str:
         return resolution_commands(self.version)
 
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "guidance": self.guidance}
+
 
 @dataclass(frozen=True)
 class RepairResult:
@@ -79,6 +92,10 @@ class RepairResult:
 
     def __len__(self) -> int:
         return len(self.repaired)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"repaired": [r.as_dict() for r in self.repaired],
+                "unresolved": [u.as_dict() for u in self.unresolved]}
 
 
 def resolution_commands(version: int) -> str:

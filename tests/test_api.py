@@ -72,6 +72,46 @@ def test_the_error_samples_name_only_real_classes():
     assert set(_SAMPLES) <= names
 
 
+# -- the exported names ----------------------------------------------------------------------------------
+
+
+def test_every_name_in_all_resolves_and_nothing_else_is_public():
+    import sqlmigrate as package
+
+    for name in package.__all__:
+        assert getattr(package, name) is not None, name
+    assert len(set(package.__all__)) == len(package.__all__)
+    assert {n for n in dir(package) if not n.startswith("_")} == set(package.__all__)
+    namespace: dict[str, object] = {}
+    exec("from sqlmigrate import *", namespace)
+    assert set(namespace) - {"__builtins__"} == set(package.__all__)
+
+
+def test_the_types_results_use_are_exported():
+    expected = {"BaselineResult", "Baselined", "RepairResult", "Repaired", "Unresolved", "LogEntry",
+                "VerifyReport", "MigrationReport", "Finding", "Status", "MigrationStatus", "State",
+                "Result", "StepResult", "verify", "Migrator", "up", "ensure_current", "DatabaseError",
+                "PrivilegeError"}
+    assert expected <= set(sqlmigrate.__all__)
+    assert callable(sqlmigrate.verify) and sqlmigrate.verify.__name__ == "verify"
+    # every error class of the package is exported
+    assert {c.__name__ for c in _all_error_classes()} <= set(sqlmigrate.__all__)
+
+
+def test_import_stays_cheap_and_exported_names_load_on_first_use():
+    import subprocess
+    import sys
+
+    code = ("import sys, sqlmigrate\n"
+            "heavy = ('psycopg', 'sqlparse', 'sqlalchemy')\n"
+            "print(sorted(m for m in heavy if m in sys.modules))\n"
+            "sqlmigrate.VerifyReport, sqlmigrate.LogEntry, sqlmigrate.RepairResult\n"
+            "print('sqlparse' in sys.modules, 'sqlalchemy' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[]", "False False"]
+
+
 # -- specific errors, never the bare base class -------------------------------------------------------
 
 
@@ -211,9 +251,74 @@ def test_a_string_never_imports_sqlalchemy(database_url, mdir):
     code = (
         "import sys, sqlmigrate\n"
         f"result = sqlmigrate.Migrator({database_url!r}, {str(mdir.path)!r}).up()\n"
-        "assert len(result.applied) == 1, result\n"
+        "assert len(result.steps) == 1, result\n"
         "print('sqlalchemy' in sys.modules, any(m.startswith('sqlalchemy') for m in sys.modules))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False", "False"]
+
+
+# -- results: as_dict() on every one of them ------------------------------------------------------------
+
+
+def test_every_exported_result_type_has_as_dict():
+    import dataclasses
+
+    results = [name for name in sqlmigrate.__all__ if dataclasses.is_dataclass(getattr(sqlmigrate, name))]
+    assert {"Status", "MigrationStatus", "BaselineResult", "RepairResult", "LogEntry", "VerifyReport",
+            "MigrationReport", "Finding", "Result", "StepResult"} <= set(results)
+    assert [name for name in results if not callable(getattr(getattr(sqlmigrate, name), "as_dict", None))] == []
+
+
+def test_every_result_as_dict_is_json(database_url, conn, mdir):
+    import json
+    from datetime import datetime
+
+    from sqlmigrate._dataloss import find_data_loss
+
+    mdir.write("0001_users.sql", "CREATE TABLE users (id int);\nINSERT INTO users VALUES (1), (2);\n")
+    mdir.write("0001_users.rollback.sql", "DROP TABLE users;\n")
+    mdir.write("0002_index.sql", "-- sqlmigrate: no-transaction\n"
+                                 "CREATE INDEX CONCURRENTLY users_id ON users (id);\nSELECT 1/0;\n")
+    with pytest.raises(sqlmigrate.MigrationError):
+        sqlmigrate.up(database_url, mdir.path)
+    m = sqlmigrate.Migrator(database_url, mdir.path)
+
+    def dumped(value: object, cls: type) -> dict:
+        assert isinstance(value, cls)
+        return json.loads(json.dumps(value.as_dict()))  # type: ignore[attr-defined]
+
+    status = dumped(m.status(), sqlmigrate.Status)
+    assert (status["current"], status["failed"]) == (False, [2])
+    entry = dumped(m.status().entries[0], sqlmigrate.MigrationStatus)
+    assert (entry["state"], entry["version"]) == ("applied", 1)
+    datetime.fromisoformat(entry["applied_at"])
+
+    left = dumped(m.repair(), sqlmigrate.RepairResult)
+    assert left["repaired"] == [] and left["unresolved"][0]["version"] == 2
+    assert "repair --applied 2" in left["unresolved"][0]["guidance"]
+    done = dumped(m.repair(mark_applied=[2]), sqlmigrate.RepairResult)
+    assert [(r["version"], r["action"]) for r in done["repaired"]] == [(2, "applied")]
+
+    baseline = dumped(sqlmigrate.Migrator(database_url, mdir.path, table="other_history").baseline(1),
+                      sqlmigrate.BaselineResult)
+    assert [b["version"] for b in baseline["recorded"]] == [1] and baseline["kept"] == []
+
+    entries = m.log()
+    assert entries
+    for e in entries:
+        as_json = dumped(e, sqlmigrate.LogEntry)
+        datetime.fromisoformat(as_json["started_at"])
+    assert {(e["direction"], e["outcome"]) for e in map(lambda x: x.as_dict(), entries)} >= {
+        ("up", "ok"), ("up", "failed"), ("repair", "ok")}
+
+    (finding,) = find_data_loss(conn, [("DROP TABLE users", 1)])
+    lost = dumped(finding, sqlmigrate.Finding)
+    assert (lost["object"], lost["rows"], lost["estimated"]) == ("public.users", 2, False)
+
+    mdir.write("0002_index.sql", "SELECT 1;\n")  # verify needs a set that applies
+    report = sqlmigrate.verify(database_url, mdir.path)
+    as_json = dumped(report, sqlmigrate.VerifyReport)
+    assert [r["label"] for r in as_json["migrations"]] == ["0001_users", "0002_index"]
+    dumped(report.migrations[0], sqlmigrate.MigrationReport)
