@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import itertools
 import os
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -21,9 +23,12 @@ from ._errors import ConfigurationError, MigrationFileError
 if TYPE_CHECKING:
     from datetime import datetime
 
-#: ``<version>_<name>`` followed by one of the suffixes below.
-_FILE_RE = re.compile(r"^(?P<version>[0-9]+)_(?P<name>[A-Za-z0-9_-]+?)(?P<kind>\.rollback|\.up|\.down)?\.sql$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+#: ``<version>_<name>`` followed by one of the suffixes below, in any letter case (``.SQL`` too).
+#: ``<name>`` is checked by :func:`_is_name`: Python's ``\w`` would refuse the combining marks of
+#: Devanagari, Thai, ... that :func:`slug` keeps.
+_FILE_RE = re.compile(r"^(?P<version>[0-9]+)_(?P<name>[^.]+?)(?P<kind>\.rollback|\.up|\.down)?\.sql$",
+                      re.IGNORECASE | re.ASCII)
+_ASCII_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 # Which spelling a file uses: sqlmigrate's own (``.sql`` + ``.rollback.sql``) or golang-migrate's and
 # dbmate's (``.up.sql`` + ``.down.sql``).
@@ -73,9 +78,7 @@ class Migration:
 
 def rollback_name(migration: Migration) -> str:
     """The file name a rollback of ``migration`` should have, in the spelling its file uses."""
-    if migration.path.name.endswith(".up.sql"):
-        return migration.path.name[: -len(".up.sql")] + ".down.sql"
-    return migration.path.name[: -len(".sql")] + ".rollback.sql"
+    return _down_name(migration.filename)
 
 
 def read_text(path: Path) -> str:
@@ -175,7 +178,7 @@ def discover(directory: Path | str) -> list[Migration]:
     found: dict[int, dict[str, list[tuple[str, str, str]]]] = {}
     # scandir: file types come with the listing, so a large directory costs no stat per file.
     with os.scandir(root) as listing:
-        entries = sorted((e for e in listing if e.name.endswith(".sql") and not e.name.startswith(".")),
+        entries = sorted((e for e in listing if e.name[-4:].lower() == ".sql" and not e.name.startswith(".")),
                          key=lambda e: e.name)
     for entry in entries:
         fname = entry.name
@@ -183,11 +186,12 @@ def discover(directory: Path | str) -> list[Migration]:
             continue
         path = os.path.join(root, fname)
         m = _FILE_RE.match(fname)
-        if m is None:
+        if m is None or not _is_name(m["name"]):
             problems.append(
                 f"{path}: not a migration file name; expected <version>_<name>.sql (or .rollback.sql, "
                 ".up.sql, .down.sql), where <version> is digits and <name> is letters, digits, '_' "
-                "and '-', e.g. 0003_add_modules_data_field.sql"
+                "and '-', e.g. 0003_add_modules_data_field.sql (`sqlmigrate new \"add modules data "
+                "field\"` makes one)"
             )
             continue
         if entry.is_symlink() and not _inside(Path(path).resolve(), real_root):
@@ -203,7 +207,7 @@ def discover(directory: Path | str) -> list[Migration]:
                 "sqlmigrate reads only regular files: replace it with a file holding the migration"
             )
             continue
-        spelling, kind = _KINDS[m["kind"]]
+        spelling, kind = _KINDS[m["kind"] and m["kind"].lower()]
         found.setdefault(int(m["version"]), {}).setdefault(kind, []).append((fname, m["name"], spelling))
 
     migrations: list[Migration] = []
@@ -261,16 +265,59 @@ def _inside(path: Path, root: Path) -> bool:
     return True
 
 
+def _split(fname: str) -> tuple[str, str]:
+    """``fname`` as its ``<version>_<name>`` stem and its suffix in lower case (``.up.sql``, ...)."""
+    lower = fname.lower()
+    for suffix in (".rollback.sql", ".up.sql", ".down.sql", ".sql"):
+        if lower.endswith(suffix):
+            return fname[: -len(suffix)], suffix
+    return fname, ""
+
+
 def _up_name(rollback_fname: str) -> str:
-    if rollback_fname.endswith(".down.sql"):
-        return rollback_fname[: -len(".down.sql")] + ".up.sql"
-    return rollback_fname[: -len(".rollback.sql")] + ".sql"
+    stem, suffix = _split(rollback_fname)
+    return stem + (".up.sql" if suffix == ".down.sql" else ".sql")
 
 
 def _down_name(fname: str) -> str:
-    if fname.endswith(".up.sql"):
-        return fname[: -len(".up.sql")] + ".down.sql"
-    return fname[: -len(".sql")] + ".rollback.sql"
+    stem, suffix = _split(fname)
+    return stem + (".down.sql" if suffix == ".up.sql" else ".rollback.sql")
+
+
+def _is_name(name: str) -> bool:
+    """Whether ``name`` is a valid ``<name>``: letters, digits (any script, with their combining
+    marks), ``_`` and ``-``. Most names are ASCII, and a regular expression decides those fast."""
+    if _ASCII_NAME_RE.match(name):
+        return True
+    return not name.isascii() and all(_is_word_char(c) or c in "_-" for c in name)
+
+
+def _is_word_char(c: str) -> bool:
+    return unicodedata.category(c)[0] in "LMN"
+
+
+def slug(description: str) -> str:
+    """The ``<name>`` of a file name for a free-text description: ``"Add modules data field!"`` is
+    ``add_modules_data_field``, ``"描述性消息"`` stays as it is.
+
+    Letters and digits of any script are kept (lower-cased where they have case); every run of other
+    characters (spaces, punctuation, ``/``, ``.``) becomes one ``_``, except a run of only ``-``, which
+    stays ``-``. The result is at most ``_MAX_NAME`` bytes of UTF-8, and may be empty.
+    """
+    text = unicodedata.normalize("NFC", description).lower()
+    parts: list[str] = []
+    for is_word, run in itertools.groupby(text, key=_is_word_char):
+        chars = "".join(run)
+        parts.append(chars if is_word else "-" if set(chars) == {"-"} else "_")
+    while parts and not _is_word_char(parts[0][0]):
+        parts.pop(0)
+    while parts and not _is_word_char(parts[-1][0]):
+        parts.pop()
+    name = "".join(parts)
+    encoded = name.encode("utf-8")
+    if len(encoded) > _MAX_NAME:
+        name = encoded[:_MAX_NAME].decode("utf-8", "ignore").rstrip("_-")
+    return name
 
 
 # Versions at least this long are read as timestamps (YYYYMMDDHHMMSS), and `new` continues with one.
@@ -281,12 +328,14 @@ _TIMESTAMP_DIGITS = 14
 _MAX_NAME = 200
 
 
-def create(directory: Path | str, name: str, *, now: datetime | None = None) -> tuple[Path, Path]:
-    """Create the next migration ``name`` and its rollback, keeping the directory's numbering style."""
-    if not _NAME_RE.match(name) or len(name) > _MAX_NAME:
+def create(directory: Path | str, description: str, *, now: datetime | None = None) -> tuple[Path, Path]:
+    """Create the next migration and its rollback, named after ``description`` (see :func:`slug`),
+    keeping the directory's numbering style."""
+    name = slug(description)
+    if not name:
         raise ConfigurationError(
-            f"invalid migration name {name!r}: use letters, digits, '_' and '-' only, at most {_MAX_NAME} "
-            "of them, e.g. add_users_email"
+            f"cannot name a migration after {description!r}: it has no letters or digits; describe the "
+            "change, e.g. sqlmigrate new \"add users email\""
         )
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
@@ -314,5 +363,5 @@ def _style(existing: list[Migration], entries: Iterable[Path]) -> tuple[int, boo
     if not existing:
         return 4, False
     last = existing[-1]
-    width = len(last.path.name.split("_", 1)[0])
-    return width, last.path.name.endswith(".up.sql")
+    width = len(last.filename.split("_", 1)[0])
+    return width, _split(last.filename)[1] == ".up.sql"

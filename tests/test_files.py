@@ -124,11 +124,68 @@ def test_new_with_timestamps_uses_a_timestamp(mdir):
     assert up.name == "20261124063000_b.sql"
 
 
-@pytest.mark.parametrize("name", ["../evil", "a/b", "..", "x.sql", "", "a b"])
-def test_new_rejects_names_that_could_escape_or_break_the_pattern(mdir, name):
-    with pytest.raises(ConfigurationError, match="invalid migration name"):
-        files.create(mdir.path, name)
+@pytest.mark.parametrize("description, filename", [
+    ("add modules data field", "0001_add_modules_data_field.sql"),
+    ("描述性消息", "0001_描述性消息.sql"),
+    ("Add Users: e-mail (again)!", "0001_add_users_e-mail_again.sql"),
+    ("हिन्दी नाम", "0001_हिन्दी_नाम.sql"),
+    ("Größe ändern", "0001_größe_ändern.sql"),
+    ("../evil", "0001_evil.sql"),
+    ("a/b", "0001_a_b.sql"),
+    ("x.sql", "0001_x_sql.sql"),
+    ("  tabs\tand\nnewlines  ", "0001_tabs_and_newlines.sql"),
+])
+def test_new_makes_a_file_name_of_any_description_inside_the_directory(mdir, description, filename):
+    up, down = files.create(mdir.path, description)
+    assert sorted(p.name for p in mdir.path.iterdir()) == sorted([filename, filename[:-4] + ".rollback.sql"])
+    assert up.parent == mdir.path and down.parent == mdir.path
+    (m,) = files.discover(mdir.path)  # discovery accepts what new creates
+    assert (m.filename, m.rollback_filename) == (up.name, down.name)
+
+
+def test_new_cuts_a_long_description_to_a_file_name_that_fits(mdir):
+    up, down = files.create(mdir.path, "数据" * 200)
+    assert len(down.name.encode("utf-8")) <= 255
+    assert [m.filename for m in files.discover(mdir.path)] == [up.name]
+
+
+@pytest.mark.parametrize("description", ["", "..", "  - ", "🎉🎉", "/"])
+def test_new_refuses_a_description_without_letters_or_digits(mdir, description):
+    with pytest.raises(ConfigurationError, match="has no letters or digits"):
+        files.create(mdir.path, description)
     assert list(mdir.path.iterdir()) == []
+
+
+def test_upper_case_extensions_are_migrations(mdir):
+    mdir.write("0005_create_e.SQL", "SELECT 5;")
+    mdir.write("0005_create_e.ROLLBACK.SQL", "SELECT -5;")
+    mdir.write("0006_f.UP.SQL", "SELECT 6;")
+    mdir.write("0006_f.Down.Sql", "SELECT -6;")
+    mdir.write("0007_g.Sql", "SELECT 7;")
+    found = files.discover(mdir.path)
+    assert [(m.version, m.name, m.filename, m.rollback_filename) for m in found] == [
+        (5, "create_e", "0005_create_e.SQL", "0005_create_e.ROLLBACK.SQL"),
+        (6, "f", "0006_f.UP.SQL", "0006_f.Down.Sql"),
+        (7, "g", "0007_g.Sql", None),
+    ]
+    assert found[0].label == "0005_create_e" and found[1].label == "0006_f.UP"
+    assert files.rollback_name(found[2]) == "0007_g.rollback.sql"
+    up, down = files.create(mdir.path, "next")
+    assert (up.name, down.name) == ("0008_next.sql", "0008_next.rollback.sql")
+
+
+@pytest.mark.parametrize("names, fragment", [
+    (["0001_bad name.SQL"], "not a migration file name"),
+    (["0001_🎉.sql"], "not a migration file name"),
+    (["0002_x.SQL", "0002_x.down.sql"], "mixes the .sql/.rollback.sql and .up.sql/.down.sql spellings"),
+    (["0003_x.ROLLBACK.SQL"], "rollback file without its migration; add the migration 0003_x.sql"),
+    (["0004_x.SQL", "0004_x.sql"], "two migrations with version 4"),
+])
+def test_upper_case_extensions_follow_the_same_rules(mdir, names, fragment):
+    for n in names:
+        mdir.write(n, "SELECT 1;")
+    with pytest.raises(MigrationFileError, match=fragment.replace(".", r"\.")):
+        files.discover(mdir.path)
 
 
 @pytest.mark.parametrize("chunk_size", [1, 2, 3, 7, 1 << 20])
