@@ -1,0 +1,345 @@
+"""Template databases: every migration applied once, then cloned for each test in milliseconds.
+
+A template is named ``sqlmigrate_tpl_<project>_<fingerprint>``: ``<project>`` hashes the migration
+directory's path, ``<fingerprint>`` the migration set (versions, names, checksums), the history
+table's name and schema, and sqlmigrate's version. It stays on the server between test runs, so the
+next run's first test is fast too; when any file changes, the next run builds a new one and drops the
+project's older ones.
+
+Building is guarded by an advisory lock per project on the maintenance connection, so pytest-xdist
+workers and concurrent test runs build it once. It is built under a temporary name and only renamed
+to its final name once complete, already marked ``IS_TEMPLATE`` with connections disallowed: a
+template that exists under its final name is always whole, and nobody can connect to it (a
+connection to the template would make every clone fail).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from . import _files as files
+from ._config import DEFAULT_TABLE
+from ._errors import ConfigurationError, DatabaseError, SqlMigrateError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    import psycopg
+    from psycopg import sql
+
+__all__ = ["TEMPLATE_PREFIX", "DATABASE_PREFIX", "ClonePool", "Template", "clone", "drop_database", "drop_templates",
+           "ensure_template", "fingerprint", "project_key", "template_name"]
+
+log = logging.getLogger("sqlmigrate")
+
+T = TypeVar("T")
+
+TEMPLATE_PREFIX = "sqlmigrate_tpl_"
+#: Every test database cloned from a template is named this, then 12 random hex digits.
+DATABASE_PREFIX = "sqlmigrate_db_"
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    #: whether this call built it (False: it was already on the server)
+    built: bool
+    #: how long building took, in milliseconds (0 when it was already there)
+    build_ms: float = 0.0
+
+
+def project_key(directory: str | Path) -> str:
+    """10 hex digits naming a migration directory: templates of one project share this prefix."""
+    return hashlib.sha256(str(Path(directory).resolve()).encode()).hexdigest()[:10]
+
+
+def fingerprint(migrations: Sequence[files.Migration], *, table: str = DEFAULT_TABLE,
+                schema: str | None = None) -> str:
+    """16 hex digits that change whenever anything that shapes the migrated database changes."""
+    from . import __version__
+
+    digest = hashlib.sha256(f"sqlmigrate {__version__}\n{schema or ''}.{table}\n".encode())
+    for m in migrations:
+        digest.update(f"{m.version} {m.name} {m.checksum}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def template_name(directory: str | Path, migrations: Sequence[files.Migration], *,
+                  table: str = DEFAULT_TABLE, schema: str | None = None) -> str:
+    return f"{TEMPLATE_PREFIX}{project_key(directory)}_{fingerprint(migrations, table=table, schema=schema)}"
+
+
+def ensure_template(admin: psycopg.Connection, server_url: str, directory: str | Path, *,
+                    table: str = DEFAULT_TABLE, schema: str | None = None) -> Template:
+    """The template for the migrations in ``directory`` on ``admin``'s server, built if missing.
+
+    ``admin`` is an autocommit connection to a maintenance database of that server (never the
+    template); ``server_url`` is its connection string, from which the build's own connection is made.
+    """
+    migrations = files.discover(directory)
+    name = template_name(directory, migrations, table=table, schema=schema)
+    if _is_ready(admin, name):
+        return Template(name, built=False)
+    key = _lock_key(project_key(directory))
+    admin.execute("SELECT pg_advisory_lock(%s)", (key,))
+    try:
+        # Another worker may have built it while this one waited for the lock.
+        if _is_ready(admin, name):
+            return Template(name, built=False)
+        started = time.perf_counter()
+        _build(admin, server_url, name, directory, table, schema)
+        elapsed = (time.perf_counter() - started) * 1000
+        _drop_stale(admin, project_key(directory), keep=name)
+    finally:
+        admin.execute("SELECT pg_advisory_unlock(%s)", (key,))
+    log.info("built template database %s (%d migrations) in %.0f ms", name, len(migrations), elapsed)
+    return Template(name, built=True, build_ms=elapsed)
+
+
+def clone(admin: psycopg.Connection, template: str, name: str | None = None) -> str:
+    """Create database ``name`` (default ``sqlmigrate_db_<random>``) as a copy of ``template``.
+
+    The server's default strategy is kept: WAL_LOG on PostgreSQL 15+, measured faster here than
+    FILE_COPY, which forces two checkpoints per clone.
+    """
+    from psycopg import sql
+
+    name = name or DATABASE_PREFIX + secrets.token_hex(6)
+    _execute(admin, sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name),
+                                                                     sql.Identifier(template)),
+             f"could not create the test database {name} from the template {template}")
+    return name
+
+
+def drop_database(admin: psycopg.Connection, name: str) -> None:
+    """Drop ``name``, ending the sessions still connected to it (a test's unclosed pool)."""
+    from psycopg import sql
+
+    ident = sql.Identifier(name)
+    if admin.info.server_version >= 130000:
+        statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident)
+    else:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                      " WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+        statement = sql.SQL("DROP DATABASE IF EXISTS {}").format(ident)
+    _execute(admin, statement, f"could not drop the database {name}")
+
+
+def drop_templates(admin: psycopg.Connection, directory: str | Path) -> list[str]:
+    """Drop every template of the project in ``directory``; returns their names."""
+    return _drop_stale(admin, project_key(directory), keep=None)
+
+
+# -- internals ------------------------------------------------------------------------------------
+
+
+def _lock_key(project: str) -> int:
+    digest = hashlib.sha256(f"sqlmigrate-template:{project}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _is_ready(admin: psycopg.Connection, name: str) -> bool:
+    row = admin.execute("SELECT datistemplate FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    return bool(row and row[0])
+
+
+def _build(admin: psycopg.Connection, server_url: str, name: str, directory: str | Path,
+           table: str, schema: str | None) -> None:
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    from ._connection import normalize
+    from ._migrator import Migrator
+
+    # A build interrupted earlier left this behind; we hold the project's lock, so nobody uses it.
+    building = name + "_build"
+    drop_database(admin, building)
+    ident = sql.Identifier(building)
+    _execute(admin, sql.SQL("CREATE DATABASE {}").format(ident),
+             f"could not create the template database {building}")
+    try:
+        Migrator(make_conninfo(normalize(server_url), dbname=building), directory,
+                 table=table, schema=schema).up()
+        _execute(admin, sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false IS_TEMPLATE true").format(ident),
+                 f"could not mark {building} as a template")
+        _rename(admin, building, name)
+    except BaseException:
+        _unmark_and_drop(admin, building)
+        raise
+
+
+def _rename(admin: psycopg.Connection, old: str, new: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    statement = sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new))
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            admin.execute(statement)
+            return
+        except psycopg.errors.ObjectInUse:
+            # The build's own session ends asynchronously after its client closed it.
+            if time.monotonic() > deadline:
+                raise
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                          " WHERE datname = %s AND pid <> pg_backend_pid()", (old,))
+            time.sleep(0.02)
+
+
+def _unmark_and_drop(admin: psycopg.Connection, name: str) -> None:
+    from psycopg import sql
+
+    # A database marked IS_TEMPLATE cannot be dropped.
+    row = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s AND datistemplate", (name,)).fetchone()
+    if row:
+        _execute(admin, sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE false").format(sql.Identifier(name)),
+                 f"could not unmark the template {name}")
+    drop_database(admin, name)
+
+
+def _drop_stale(admin: psycopg.Connection, project: str, keep: str | None) -> list[str]:
+    prefix = f"{TEMPLATE_PREFIX}{project}_"
+    rows = admin.execute(
+        "SELECT datname FROM pg_database WHERE starts_with(datname, %s) AND datname IS DISTINCT FROM %s"
+        " ORDER BY datname", (prefix, keep)).fetchall()
+    dropped = []
+    for (stale,) in rows:
+        _unmark_and_drop(admin, stale)
+        log.info("dropped template database %s", stale)
+        dropped.append(stale)
+    return dropped
+
+
+def _execute(admin: psycopg.Connection, statement: sql.Composed, what: str) -> None:
+    import psycopg
+
+    try:
+        admin.execute(statement)
+    except psycopg.Error as exc:
+        message = f"{what}: {str(exc).strip()}"
+        if exc.sqlstate == "42501":
+            raise ConfigurationError(message + "; the fixtures need a role with CREATEDB") from None
+        raise DatabaseError(message, exc.sqlstate) from None
+
+
+
+class ClonePool:
+    """Test databases cloned from one project's template, the next one cloned ahead of time.
+
+    Statements run on two background threads, each with its own maintenance connection: one clones,
+    one drops. While a test runs, the next test's database is cloned and the previous one dropped
+    (a drop forces a checkpoint, so it must not hold up the next clone), and a test waits only when it
+    is shorter than a clone. The template is found (or built) by the first :meth:`acquire`.
+    """
+
+    def __init__(self, server_url: str, directory: str | Path, *, table: str = DEFAULT_TABLE,
+                 schema: str | None = None) -> None:
+        self.server_url = server_url
+        self.directory = Path(directory)
+        self.table = table
+        self.schema = schema
+        self.template: Template | None = None
+        self._cloner = _Worker(server_url, "sqlmigrate-clone")
+        self._dropper = _Worker(server_url, "sqlmigrate-drop")
+        self._spare: Future[str] | None = None
+        self._failure: BaseException | None = None
+
+    def url(self, name: str) -> str:
+        from psycopg.conninfo import make_conninfo
+
+        from ._connection import normalize
+
+        return make_conninfo(normalize(self.server_url), dbname=name)
+
+    def acquire(self, *, prefetch: bool = True) -> str:
+        """The name of a new database with every migration applied; with ``prefetch``, start cloning
+        the next one."""
+        spare, self._spare = self._spare, None
+        if spare is None:
+            spare = self._cloner.submit(self._create)
+        if prefetch:
+            self._spare = self._cloner.submit(self._create)
+        return spare.result()
+
+    def release(self, name: str) -> None:
+        """Drop ``name`` in the background."""
+        self._dropper.submit(_drop_quietly, name)
+
+    def close(self) -> None:
+        """Drop the spare and wait for every pending drop."""
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            try:
+                self.release(spare.result())
+            except BaseException:
+                pass  # its failure was or will be reported by the test that needed it
+        self._cloner.close()
+        self._dropper.close()
+
+    # -- on the cloning thread ---------------------------------------------------------------------
+
+    def _ensure(self, admin: psycopg.Connection) -> Template:
+        if self._failure is not None:
+            raise self._failure  # a template that would not build: fail fast, not once per test
+        try:
+            self.template = ensure_template(admin, self.server_url, self.directory,
+                                            table=self.table, schema=self.schema)
+        except SqlMigrateError as exc:
+            self._failure = exc
+            raise
+        return self.template
+
+    def _create(self, admin: psycopg.Connection) -> str:
+        template = self.template or self._ensure(admin)
+        try:
+            return clone(admin, template.name)
+        except DatabaseError as exc:
+            if exc.sqlstate != "3D000":
+                raise
+            # Another run of the same project, with changed files, replaced the template.
+            return clone(admin, self._ensure(admin).name)
+
+
+def _drop_quietly(admin: psycopg.Connection, name: str) -> None:
+    try:
+        drop_database(admin, name)
+    except SqlMigrateError as exc:
+        log.warning("%s; drop it by hand", exc)
+
+
+class _Worker:
+    """One thread with its own maintenance connection, running submitted calls in order."""
+
+    def __init__(self, server_url: str, name: str) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.server_url = server_url
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=name)
+        self._admin: psycopg.Connection | None = None  # used on the thread only
+
+    def submit(self, function: Callable[..., T], *args: Any) -> Future[T]:
+        return self._executor.submit(self._call, function, *args)
+
+    def close(self) -> None:
+        self._executor.submit(self._close_admin)
+        self._executor.shutdown(wait=True)
+
+    def _call(self, function: Callable[..., T], *args: Any) -> T:
+        from ._connection import connect
+
+        if self._admin is None or self._admin.closed or self._admin.broken:
+            self._admin = connect(self.server_url)
+        return function(self._admin, *args)
+
+    def _close_admin(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
