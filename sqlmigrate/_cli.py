@@ -183,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scratch-database", metavar="URL",
                    help="use this existing, empty database instead of creating one (it is not dropped)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = command("lint", "report the table locks each statement of the pending migrations (or FILES) takes "
+                        "and their hazards, each with a rule name and a safer recipe; with a database, also "
+                        "table sizes, row estimates and blocking sessions. Exit 1 on an error-level finding")
+    p.add_argument("files", nargs="*", type=Path, metavar="FILE",
+                   help="lint these files, in this order (default: the pending migrations; with no database "
+                        "configured, every migration file)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -417,6 +425,33 @@ def cmd_verify(args: argparse.Namespace, settings: config.Settings, out: _Printe
     return 0 if report.ok else 1
 
 
+def cmd_lint(args: argparse.Namespace, settings: config.Settings, out: _Printer) -> int:
+    from . import _files as files
+    from ._lint import lint
+
+    if args.files:
+        paths = list(args.files)
+    elif settings.database:
+        paths = [e.migration.path for e in _migrator(settings, settings.database).status().pending]
+    else:
+        paths = [m.path for m in files.discover(settings.directory)]
+        out.error(f"note: no database configured: linting all {len(paths)} migration file(s) without "
+                  "table sizes; set --database to lint only the pending ones, against that database")
+    report = lint(paths, settings.database)
+    if args.json:
+        out.always(json.dumps(report.as_dict(), indent=2))
+        return 1 if report.errors else 0
+    for finding in report.findings:
+        out.always(finding.describe() + "\n")
+    if report.blockers:
+        out.always("sessions that would block these migrations now:")
+        for b in report.blockers:
+            out.always(f"  {b.describe()}")
+        out.always("")
+    out.line(f"lint: {report.summary()}")
+    return 1 if report.errors else 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, config.Settings, _Printer], int]] = {
     "up": cmd_up,
     "status": cmd_status,
@@ -426,6 +461,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, config.Settings, _Printer], in
     "repair": cmd_repair,
     "down": cmd_down,
     "verify": cmd_verify,
+    "lint": cmd_lint,
 }
 
 

@@ -113,12 +113,16 @@ class Facts:
 
     def _size(self, oid: int) -> tuple[int | None, int | None]:
         # A partitioned table's own size is 0: add up its partitions.
-        members = "SELECT relid FROM pg_partition_tree(%s)" if self.partitions else "SELECT %s::oid"
+        members = "SELECT %s::oid"
+        params: tuple[int, ...] = (oid,)
+        if self.partitions:  # pg_partition_tree() is empty for a table outside any partition tree
+            members += " UNION SELECT relid FROM pg_partition_tree(%s::oid::regclass)"
+            params = (oid, oid)
         # reltuples is -1 (PostgreSQL 14+) for a table never vacuumed or analyzed: unknown.
         rows = self.ctx.query(
             f"SELECT sum(pg_total_relation_size(c.oid))::bigint,"
             f" sum(c.reltuples) FILTER (WHERE c.reltuples >= 0)::bigint"
-            f" FROM pg_class c WHERE c.oid IN ({members})", (oid,))
+            f" FROM pg_class c WHERE c.oid IN ({members})", params)
         if rows is None:
             # pg_total_relation_size waits for a lock an ALTER may hold: count pages instead.
             rows = self.ctx.query(
@@ -127,7 +131,7 @@ class Facts:
                 "               ON x.oid = i.indexrelid WHERE i.indrelid = c.oid), 0)"
                 "     * current_setting('block_size')::bigint)::bigint,"
                 " sum(c.reltuples) FILTER (WHERE c.reltuples >= 0)::bigint"
-                f" FROM pg_class c WHERE c.oid IN ({members})", (oid,))
+                f" FROM pg_class c WHERE c.oid IN ({members})", params)
         if not rows:
             return None, None
         return rows[0][0], rows[0][1]
