@@ -154,3 +154,61 @@ def cli(database_url: str, tmp_path: Path):
         return CliResult(proc)
 
     return run
+
+
+# -- PgBouncer in front of the test's database (tests/pgbouncer.py) --------------------------------
+
+
+def _pgbouncer_url(server_url: str, database_url: str, pool_mode: str) -> Iterator[str]:
+    import pgbouncer
+
+    executable = pgbouncer.binary()
+    if executable is None:
+        reason = "pgbouncer is not installed (Debian package pgbouncer; .ci/run installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}, and CI is set: the pooler tests must run in CI")
+        pytest.skip(reason)
+    with pgbouncer.running(server_url, database_url, pool_mode, executable) as url:
+        yield url
+
+
+@pytest.fixture
+def pgbouncer_transaction_url(server_url: str, database_url: str) -> Iterator[str]:
+    """The test's database behind a fresh PgBouncer in transaction pooling mode (pool size 4)."""
+    yield from _pgbouncer_url(server_url, database_url, "transaction")
+
+
+@pytest.fixture
+def pgbouncer_session_url(server_url: str, database_url: str) -> Iterator[str]:
+    """The test's database behind a fresh PgBouncer in session pooling mode (pool size 4)."""
+    yield from _pgbouncer_url(server_url, database_url, "session")
+
+
+@pytest.fixture
+def make_role(server_url: str, database_url: str) -> Iterator[Any]:
+    """``make_role(*sql_in_test_db)``: a new LOGIN role (no superuser, no CREATEDB), the given SQL run in
+    the test's database as the admin (``{role}`` and ``{db}`` are the quoted role and database names);
+    returns a connection string to the test's database as that role. Every role is dropped afterwards,
+    with what it owns."""
+    roles: list[str] = []
+    dbname = str(conninfo_to_dict(database_url)["dbname"])
+
+    def make(*grants: str) -> str:
+        name = f"sqlmigrate_role_{uuid.uuid4().hex[:10]}"
+        password = uuid.uuid4().hex
+        with _connect_admin(server_url) as c:
+            c.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}").format(
+                sql.Identifier(name), sql.Literal(password)))
+        roles.append(name)
+        with _connect_admin(database_url) as c:
+            for grant in grants:
+                c.execute(sql.SQL(grant).format(role=sql.Identifier(name), db=sql.Identifier(dbname)))
+        return make_conninfo(database_url, user=name, password=password)
+
+    yield make
+    for name in roles:
+        with _connect_admin(database_url) as c:
+            c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (name,))
+            c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+        with _connect_admin(server_url) as c:
+            c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
