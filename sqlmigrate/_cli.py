@@ -177,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a failed no-transaction migration you finished by hand: record it as applied")
     p.add_argument("--retry", action="append", type=int, default=[], metavar="V",
                    help="a failed no-transaction migration you undid by hand: clear it so `up` runs it again")
+    p.add_argument("--accept-renamed", action="append", type=int, default=[], metavar="V",
+                   help="an applied version whose file now has another name and is the migration that ran, "
+                        "renamed: record the file's name and checksum")
     p = command("verify", "in a throwaway database it creates and drops on the same server: apply each "
                           "migration, roll it back, check the schema is exactly as before, apply it again; "
                           "exit 1 if any rollback is missing, fails or leaves the schema different")
@@ -309,10 +312,8 @@ def _print_status(status: Any, as_json: bool, out: _Printer) -> None:
             if e.row.baseline:
                 detail += "  (baseline)"
         out.always(f"{e.state.value:<12} {e.label:<{width}}  {detail}".rstrip())
-        if e.state.value == "failed":
-            from ._plan import describe_failure
-
-            out.always(f"{'':<12} {describe_failure(e)}".replace("\n", "\n" + " " * 13))
+        if e.note:  # why it failed, or the name the history recorded
+            out.always(f"{'':<12} {e.note}".replace("\n", "\n" + " " * 13))
     out.always(status.summary())
 
 
@@ -388,13 +389,12 @@ def cmd_baseline(args: argparse.Namespace, settings: config.Settings, out: _Prin
 def cmd_repair(args: argparse.Namespace, settings: config.Settings, out: _Printer) -> int:
     database = _database(settings, out)
     result = _migrator(settings, database).repair(args.versions or None, mark_applied=args.applied,
-                                                  retry=args.retry)
+                                                  retry=args.retry, accept_renamed=args.accept_renamed)
     # Each change (with its old and new checksum) was printed through the log as it was made.
     if not result.repaired and not result.unresolved:
         out.line("nothing to repair: no applied migration was modified or stopped part way")
     for u in result.unresolved:
-        out.error(f"error: {u.label} stopped part way and was left as it is: {u.description}.\n"
-                  f"  To resolve it, {u.guidance}")
+        out.error(f"error: {u.message}")
     return 2 if result.unresolved else 0
 
 

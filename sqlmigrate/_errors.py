@@ -115,12 +115,14 @@ class NotCurrentError(SqlMigrateError):
 
     def __init__(self, message: str, *, pending: Sequence[int] = (), modified: Sequence[int] = (),
                  missing: Sequence[int] = (), failed: Sequence[int] = (),
-                 out_of_order: Sequence[int] = ()) -> None:
+                 out_of_order: Sequence[int] = (), renamed: Sequence[int] = ()) -> None:
         self.pending = tuple(pending)
         self.modified = tuple(modified)
         self.missing = tuple(missing)
         self.failed = tuple(failed)
         self.out_of_order = tuple(out_of_order)
+        #: applied versions whose file now has another name
+        self.renamed = tuple(renamed)
         super().__init__(message)
 
 

@@ -151,10 +151,12 @@ class Migrator:
             return recovery.baseline(conn, history, migrations, version, force=force)
 
     def repair(self, versions: Iterable[int] | None = None, *, mark_applied: Iterable[int] = (),
-               retry: Iterable[int] = ()) -> RepairResult:
+               retry: Iterable[int] = (), accept_renamed: Iterable[int] = ()) -> RepairResult:
         """Accept the current checksum of modified migrations (``versions``, or all when nothing is
         named) and resolve failed no-transaction migrations: ``mark_applied`` (finished by hand) or
-        ``retry`` (undone by hand; ``up`` runs it again). Each change is logged."""
+        ``retry`` (undone by hand; ``up`` runs it again). ``accept_renamed``: applied versions whose
+        file now has another name, which is the migration that ran, renamed; without it such a
+        version is left alone and returned in ``unresolved``. Each change is logged."""
         from . import _recovery as recovery
 
         migrations = files.discover(self.directory)
@@ -162,7 +164,7 @@ class Migrator:
             if history.exists(conn):
                 history.ensure(conn)
             return recovery.repair(conn, history, migrations, versions, mark_applied=mark_applied,
-                                   retry=retry)
+                                   retry=retry, accept_renamed=accept_renamed)
 
     def log(self, limit: int = 20) -> list[LogEntry]:
         """The newest ``limit`` rows of the append-only log, oldest first; takes no lock."""
@@ -283,8 +285,9 @@ def not_current(status: Status) -> NotCurrentError:
     parts = []
     for state, what in ((State.PENDING, "pending"), (State.OUT_OF_ORDER, "pending out of order"),
                         (State.MODIFIED, "modified since applied"), (State.MISSING, "applied but file missing"),
-                        (State.FAILED, "failed part way")):
-        labels = [e.label for e in status.having(state)]
+                        (State.RENAMED, "renamed since applied"), (State.FAILED, "failed part way")):
+        labels = [f"{e.label} (applied as {e.applied_label})" if state is State.RENAMED else e.label
+                  for e in status.having(state)]
         if labels:
             parts.append(f"{what}: {', '.join(labels)}")
     return NotCurrentError(
@@ -294,6 +297,7 @@ def not_current(status: Status) -> NotCurrentError:
         missing=[e.version for e in status.having(State.MISSING)],
         failed=[e.version for e in status.having(State.FAILED)],
         out_of_order=[e.version for e in status.having(State.OUT_OF_ORDER)],
+        renamed=[e.version for e in status.having(State.RENAMED)],
     )
 
 

@@ -28,6 +28,8 @@ class State(str, Enum):
     OUT_OF_ORDER = "out-of-order"
     #: applied, but the file changed since
     MODIFIED = "modified"
+    #: applied, but the file at its version now has another name: maybe another migration altogether
+    RENAMED = "renamed"
     #: applied, but the file is gone
     MISSING = "missing"
     #: a no-transaction migration that began and did not finish
@@ -51,12 +53,38 @@ class MigrationStatus:
             return self.migration.label
         return f"{str(self.version).zfill(self.width)}_{self.name}"
 
+    @property
+    def applied_name(self) -> str | None:
+        """The name the history recorded (for :attr:`State.RENAMED`, not the file's)."""
+        return self.row.name if self.row is not None else None
+
+    @property
+    def applied_label(self) -> str | None:
+        """The file name (without ``.sql``) the history recorded, spelled like the file's."""
+        if self.row is None:
+            return None
+        digits = self.migration.label.split("_", 1)[0] if self.migration else str(self.version).zfill(self.width)
+        return f"{digits}_{self.row.name}"
+
+    @property
+    def note(self) -> str | None:
+        """What a user must know beyond the state: why it failed, or which names differ."""
+        if self.state is State.FAILED:
+            return describe_failure(self)
+        if self.state is State.RENAMED and self.migration is not None and self.row is not None:
+            same = "same text" if self.row.checksum == self.migration.checksum else "different text"
+            return (f"applied as {self.applied_label}; the file at version {self.version} is now "
+                    f"{self.label} ({same})")
+        return None
+
     def as_dict(self) -> dict[str, Any]:
         row = self.row
         return {
             "version": self.version,
             "name": self.name,
+            "applied_name": self.applied_name,
             "state": self.state.value,
+            "note": self.note,
             "file": str(self.migration.path) if self.migration else None,
             "applied_at": row.applied_at.isoformat() if row else None,
             "execution_ms": row.execution_ms if row else None,
@@ -116,6 +144,8 @@ def compute(migrations: Sequence[Migration], rows: Sequence[Row]) -> Status:
             state = State.OUT_OF_ORDER if late else State.PENDING
         elif row.state != _APPLIED:
             state = State.FAILED
+        elif row.name != m.name:
+            state = State.RENAMED
         elif row.checksum != m.checksum:
             state = State.MODIFIED
         else:
@@ -148,6 +178,13 @@ def describe_failure(entry: MigrationStatus) -> str:
             f"statement {done + 1} may or may not have taken effect, and the statements after it did not run")
 
 
+def renamed_remedy(e: MigrationStatus) -> str:
+    """The ways out for a :attr:`State.RENAMED` entry."""
+    return (f"If {e.label} is the migration that ran, renamed, run `sqlmigrate repair --accept-renamed "
+            f"{e.version}` to record its new name; if it is another migration, restore "
+            f"{e.applied_label}.sql and give {e.label} a version of its own")
+
+
 def plan_up(status: Status, *, to: int | None = None, allow_out_of_order: bool = False) -> list[MigrationStatus]:
     """The migrations ``up`` applies, in order; raises when the history forbids going on."""
     failed = status.having(State.FAILED)
@@ -160,6 +197,10 @@ def plan_up(status: Status, *, to: int | None = None, allow_out_of_order: bool =
             f"as applied) or `sqlmigrate repair --retry {e.version}` (you undid what it did: `up` runs it "
             "again from its first statement)"
         )
+    renamed = status.having(State.RENAMED)
+    if renamed:
+        raise HistoryError("applied version(s) whose file now has another name: "
+                           + "; ".join(f"{e.note}. {renamed_remedy(e)}" for e in renamed))
     modified = status.having(State.MODIFIED)
     if modified:
         names = ", ".join(e.label for e in modified)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg import sql
 
 from ._errors import ConfigurationError, HistoryError
-from ._plan import MigrationStatus, State, compute, describe_failure
+from ._plan import MigrationStatus, State, compute, describe_failure, renamed_remedy
 
 if TYPE_CHECKING:
     import psycopg
@@ -56,7 +56,7 @@ class BaselineResult:
 
 @dataclass(frozen=True)
 class Repaired:
-    """One change ``repair`` made: ``action`` is "checksum", "applied" or "retry"."""
+    """One change ``repair`` made: ``action`` is "checksum", "applied", "retry" or "renamed"."""
 
     version: int
     label: str
@@ -71,18 +71,27 @@ class Repaired:
 
 @dataclass(frozen=True)
 class Unresolved:
-    """A failed no-transaction migration ``repair`` left alone because nobody said how to resolve it."""
+    """An applied migration ``repair`` left alone because nobody said how to resolve it: a
+    no-transaction migration that stopped part way (``reason`` "failed"), or one whose file now has
+    another name (``reason`` "renamed")."""
 
     version: int
     label: str
     description: str
+    #: the commands that resolve it, and when to use which
+    guidance: str
+    reason: str = "failed"
 
     @property
-    def guidance(self) -> str:
-        return resolution_commands(self.version)
+    def message(self) -> str:
+        if self.reason == "renamed":
+            return (f"version {self.version} was {self.description}. It was left as it is: repair never "
+                    f"adopts a file of another name on its own.\n  {self.guidance}")
+        return (f"{self.label} stopped part way and was left as it is: {self.description}.\n"
+                f"  To resolve it, {self.guidance}")
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "guidance": self.guidance}
+        return {**asdict(self), "message": self.message}
 
 
 @dataclass(frozen=True)
@@ -162,7 +171,7 @@ def baseline(conn: psycopg.Connection, history: History, migrations: Sequence[Mi
 
 def repair(conn: psycopg.Connection, history: History, migrations: Sequence[Migration],
            versions: Iterable[int] | None = None, *, mark_applied: Iterable[int] = (),
-           retry: Iterable[int] = ()) -> RepairResult:
+           retry: Iterable[int] = (), accept_renamed: Iterable[int] = ()) -> RepairResult:
     """Accept the current checksum of modified migrations and resolve failed no-transaction ones.
 
     - ``versions``: accept the current checksum of these modified migrations. ``None`` with no
@@ -170,9 +179,12 @@ def repair(conn: psycopg.Connection, history: History, migrations: Sequence[Migr
     - ``mark_applied``: failed no-transaction migrations the user finished by hand: recorded as applied.
     - ``retry``: failed no-transaction migrations the user undid: their row is deleted, so ``up``
       runs them again from the first statement.
+    - ``accept_renamed``: applied versions whose file now has another name, which the user says is
+      the migration that ran, renamed: the history takes the file's name and checksum.
 
-    A failed migration is never resolved implicitly: without ``mark_applied``/``retry`` it is
-    returned in :attr:`RepairResult.unresolved`. Everything is checked before anything is written.
+    A failed or renamed migration is never resolved implicitly: without ``mark_applied``/``retry``/
+    ``accept_renamed`` it is returned in :attr:`RepairResult.unresolved`. Everything is checked
+    before anything is written.
     """
     to_apply = _unique(mark_applied)
     to_retry = _unique(retry)
@@ -183,6 +195,7 @@ def repair(conn: psycopg.Connection, history: History, migrations: Sequence[Migr
         )
     status = compute(migrations, history.rows(conn))
     by_version = {e.version: e for e in status.entries}
+    to_rename = _renamed_targets(by_version, _unique(accept_renamed), history.display)
 
     for v in (*to_apply, *to_retry):
         e = by_version.get(v)
@@ -195,7 +208,7 @@ def repair(conn: psycopg.Connection, history: History, migrations: Sequence[Migr
             )
 
     if versions is None:
-        checksum_targets = [] if (to_apply or to_retry) else status.having(State.MODIFIED)
+        checksum_targets = [] if (to_apply or to_retry or to_rename) else status.having(State.MODIFIED)
     else:
         checksum_targets = []
         for v in _unique(versions):
@@ -210,6 +223,9 @@ def repair(conn: psycopg.Connection, history: History, migrations: Sequence[Migr
                     f"{e.label} is applied but its file is gone, so there is no checksum to accept: "
                     "restore the file (from version control) rather than repairing it"
                 )
+            if e.state is State.RENAMED:
+                raise HistoryError(f"version {v} was {e.note}: repair does not adopt a file of another "
+                                   f"name unless told to. {renamed_remedy(e)}")
             if e.state is State.APPLIED:
                 log.info("%s: checksum already matches the file; nothing to repair", e.label)
                 continue
@@ -231,7 +247,8 @@ def repair(conn: psycopg.Connection, history: History, migrations: Sequence[Migr
         e = by_version[v]
         assert e.row is not None
         old = e.row.checksum
-        new = e.migration.checksum if e.migration else old
+        # A file of another name at that version is not the one that ran: its checksum is not adopted.
+        new = e.migration.checksum if e.migration and e.migration.name == e.row.name else old
         detail = f"marked applied by hand after it stopped part way ({describe_failure(e)})"
         if new != old:
             detail += f"; checksum {old} -> {new}"
@@ -252,14 +269,60 @@ def repair(conn: psycopg.Connection, history: History, migrations: Sequence[Migr
             .format(history=history.ident, version=sql.Literal(v))
             + _log(history, e, detail, e.row.checksum))
         changes.append(Repaired(v, e.label, "retry", e.row.checksum, None, detail))
+    for e in to_rename:
+        statement, change = _adopt_renamed(history, e)
+        statements.append(statement)
+        changes.append(change)
 
     _write(conn, statements)
     for c in changes:
         log.info("repaired %s: %s", c.label, c.detail)
-    handled = set(to_apply) | set(to_retry)
-    unresolved = tuple(Unresolved(e.version, e.label, describe_failure(e))
-                       for e in status.having(State.FAILED) if e.version not in handled)
+    handled = set(to_apply) | set(to_retry) | {e.version for e in to_rename}
+    unresolved = tuple(_unresolved(e) for e in status.having(State.FAILED, State.RENAMED)
+                       if e.version not in handled)
     return RepairResult(tuple(changes), unresolved)
+
+
+def _renamed_targets(by_version: dict[int, MigrationStatus], versions: list[int],
+                     display: str) -> list[MigrationStatus]:
+    targets = []
+    for v in versions:
+        e = by_version.get(v)
+        if e is None or e.row is None:
+            raise HistoryError(f"version {v} is not in {display}: there is no recorded name to change")
+        if e.state is not State.RENAMED:
+            raise HistoryError(
+                f"{e.label} is {e.state.value}, not renamed: --accept-renamed only records the new name of "
+                "an applied migration whose file now has another name"
+            )
+        targets.append(e)
+    return targets
+
+
+def _adopt_renamed(history: History, e: MigrationStatus) -> tuple[sql.Composed, Repaired]:
+    """The history takes the name (and checksum) of the file now at ``e``'s version."""
+    assert e.migration is not None and e.row is not None
+    old, new = e.row.checksum, e.migration.checksum
+    detail = f"adopted {e.label} as the file of version {e.version}, applied as {e.applied_label}"
+    detail += f"; checksum {old} -> {new}" if new != old else " (same text)"
+    statement = (
+        sql.SQL("UPDATE {history} SET name = {name}, checksum = {new} WHERE version = {version}"
+                " AND name = {old_name} AND checksum = {old};")
+        .format(history=history.ident, name=sql.Literal(e.migration.name), new=sql.Literal(new),
+                version=sql.Literal(e.version), old_name=sql.Literal(e.row.name), old=sql.Literal(old))
+        + _log(history, e, detail, new))
+    return statement, Repaired(e.version, e.label, "renamed", old, new, detail)
+
+
+def _unresolved(e: MigrationStatus) -> Unresolved:
+    if e.state is State.RENAMED:
+        return Unresolved(e.version, e.label, e.note or "", renamed_remedy(e), reason="renamed")
+    return Unresolved(e.version, e.label, describe_failure(e), resolution_commands(e.version))
+
+
+def _log(history: History, e: MigrationStatus, detail: str, checksum: str | None) -> sql.Composed:
+    return history.log_row(version=e.version, name=e.name, direction="repair", outcome="ok",
+                           checksum=checksum, detail=detail, execution_ms=0)
 
 
 def _log(history: History, e: MigrationStatus, detail: str, checksum: str | None) -> sql.Composed:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from . import _files as files
 from ._errors import ConfigurationError, DataLossError, HistoryError, MigrationFileError, SqlMigrateError
-from ._plan import MigrationStatus, State, Status
+from ._plan import MigrationStatus, State, Status, renamed_remedy
 
 if TYPE_CHECKING:
     import psycopg
@@ -78,6 +78,9 @@ def plan_down(status: Status, *, steps: int = 1, to: int | None = None) -> list[
                 f"back) or `sqlmigrate repair --retry {e.version}` (you undid what it did: nothing is "
                 "left to roll back)"
             )
+        elif e.state is State.RENAMED:
+            # Its rollback file belongs to the file now at that version, which may never have run.
+            problems.append(f"migration {e.note}; its rollback may undo something else. {renamed_remedy(e)}")
         elif e.migration is None:
             stem = e.label
             problems.append(

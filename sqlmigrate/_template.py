@@ -42,7 +42,8 @@ log = logging.getLogger("sqlmigrate")
 T = TypeVar("T")
 
 TEMPLATE_PREFIX = "sqlmigrate_tpl_"
-#: Every test database cloned from a template is named this, then 12 random hex digits.
+#: Every test database cloned from a template is named this, then its project key, ``_`` and 8 random
+#: hex digits.
 DATABASE_PREFIX = "sqlmigrate_db_"
 
 
@@ -104,14 +105,16 @@ def ensure_template(admin: psycopg.Connection, server_url: str, directory: str |
 
 
 def clone(admin: psycopg.Connection, template: str, name: str | None = None) -> str:
-    """Create database ``name`` (default ``sqlmigrate_db_<random>``) as a copy of ``template``.
+    """Create database ``name`` (default ``sqlmigrate_db_<project>_<random>``) as a copy of ``template``.
 
     The server's default strategy is kept: WAL_LOG on PostgreSQL 15+, measured faster here than
     FILE_COPY, which forces two checkpoints per clone.
     """
     from psycopg import sql
 
-    name = name or DATABASE_PREFIX + secrets.token_hex(6)
+    # The template's project key: a test's leftovers are found by project.
+    project = template[len(TEMPLATE_PREFIX):].split("_", 1)[0]
+    name = name or f"{DATABASE_PREFIX}{project}_{secrets.token_hex(4)}"
     _execute(admin, sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name),
                                                                      sql.Identifier(template)),
              f"could not create the test database {name} from the template {template}")

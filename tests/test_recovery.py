@@ -348,3 +348,90 @@ def test_dry_run_completes_while_another_session_holds_the_migration_lock(cli, c
     assert r.code == 0 and "would apply 0001_a" in r.out and "CREATE TABLE a" in r.out, r
     assert time.monotonic() - started < 5  # it never waited for the lock
     assert not exists(conn, "a") and not exists(conn, "schema_migrations")
+
+
+# -- an applied version whose file now has another name ----------------------------------------------
+
+
+def _renamed_setup(cli, mdir, conn, text: str = "CREATE TABLE tricky (id int);"):
+    """``0001_create_a`` applied; the directory now has ``0001_tricky`` at that version instead."""
+    a = mdir.write("0001_create_a.sql", "CREATE TABLE a (id int);")
+    mdir.write("0001_create_a.rollback.sql", "DROP TABLE a;")
+    assert cli("up", "--dir", str(mdir)).code == 0
+    a.unlink()
+    (mdir.path / "0001_create_a.rollback.sql").unlink()
+    mdir.write("0001_tricky.sql", text)
+    mdir.write("0001_tricky.rollback.sql", "DROP TABLE tricky;")
+    return conn.execute("SELECT name, checksum FROM schema_migrations WHERE version = 1").fetchone()
+
+
+def test_status_and_check_name_both_the_recorded_and_the_file_name(cli, conn, mdir):
+    _renamed_setup(cli, mdir, conn)
+    r = cli("status", "--dir", str(mdir))
+    assert "renamed      0001_tricky" in r.out, r
+    assert "applied as 0001_create_a; the file at version 1 is now 0001_tricky (different text)" in r.out, r
+    (entry,) = json.loads(cli("status", "--json", "--dir", str(mdir)).out)["migrations"]
+    assert (entry["state"], entry["name"], entry["applied_name"]) == ("renamed", "tricky", "create_a")
+    assert "applied as 0001_create_a" in entry["note"]
+    assert json.loads(cli("status", "--json", "--dir", str(mdir)).out)["renamed"] == [1]
+    r = cli("check", "--dir", str(mdir))
+    assert r.code == 3 and "renamed since applied: 0001_tricky (applied as 0001_create_a)" in r.err, r
+    # up runs nothing: the file at an applied version is not the one that ran
+    r = cli("up", "--dir", str(mdir))
+    assert r.code == 2 and "0001_create_a" in r.err and "repair --accept-renamed 1" in r.err, r
+    assert not exists(conn, "tricky")
+    # down would run the rollback of a file that never ran
+    r = cli("down", "--yes", "--dir", str(mdir))
+    assert r.code == 2 and "0001_create_a" in r.err and "0001_tricky" in r.err, r
+    assert exists(conn, "a") and history(conn) == [(1, "applied", False, False)]
+
+
+def test_plain_repair_never_adopts_a_file_of_another_name(cli, conn, mdir):
+    before = _renamed_setup(cli, mdir, conn)
+    r = cli("repair", "--dir", str(mdir))
+    assert r.code == 2, r
+    assert "0001_create_a" in r.err and "0001_tricky" in r.err and "left as it is" in r.err, r
+    assert "sqlmigrate repair --accept-renamed 1" in r.err, r
+    r = cli("repair", "1", "--dir", str(mdir))
+    assert r.code == 2 and "sqlmigrate repair --accept-renamed 1" in r.err, r
+    assert conn.execute("SELECT name, checksum FROM schema_migrations WHERE version = 1").fetchone() == before
+    assert [row for row in log_rows(conn) if row[1] == "repair"] == []
+    assert cli("check", "--dir", str(mdir)).code == 3
+
+    r = cli("repair", "--accept-renamed", "1", "--dir", str(mdir))
+    assert r.code == 0 and "0001_create_a" in r.out and "0001_tricky" in r.out, r
+    name, new_checksum = conn.execute("SELECT name, checksum FROM schema_migrations WHERE version = 1").fetchone()
+    assert name == "tricky" and new_checksum != before[1]
+    (detail,) = conn.execute("SELECT detail FROM schema_migrations_log WHERE direction = 'repair'").fetchone()
+    assert "0001_tricky" in detail and "0001_create_a" in detail
+    assert cli("check", "--dir", str(mdir)).code == 0
+    assert not exists(conn, "tricky")  # adopted, as asked, not run
+
+
+def test_repair_api_accept_renamed(database_url, conn, mdir, cli):
+    before = _renamed_setup(cli, mdir, conn, text="CREATE TABLE a (id int);")  # the same text, renamed
+    m = sqlmigrate.Migrator(database_url, mdir.path)
+    (entry,) = m.status().entries
+    assert entry.state is sqlmigrate.State.RENAMED and (entry.name, entry.applied_name) == ("tricky", "create_a")
+    assert entry.note == "applied as 0001_create_a; the file at version 1 is now 0001_tricky (same text)"
+    with pytest.raises(sqlmigrate.NotCurrentError) as caught:
+        m.check()
+    assert caught.value.renamed == (1,)
+
+    result = m.repair()
+    assert result.repaired == ()
+    (left,) = result.unresolved
+    assert (left.version, left.reason) == (1, "renamed") and "repair --accept-renamed 1" in left.guidance
+    with pytest.raises(HistoryError, match="accept-renamed 1"):
+        m.repair([1])
+    assert conn.execute("SELECT name, checksum FROM schema_migrations WHERE version = 1").fetchone() == before
+
+    result = m.repair(accept_renamed=[1])
+    (done,) = result.repaired
+    assert (done.version, done.action, done.label) == (1, "renamed", "0001_tricky")
+    assert done.old_checksum == done.new_checksum == before[1]  # the same text: only the name changes
+    assert conn.execute("SELECT name, checksum FROM schema_migrations WHERE version = 1").fetchone() == (
+        "tricky", before[1])
+    assert m.check().current
+    with pytest.raises(HistoryError, match="0001_tricky is applied, not renamed"):
+        m.repair(accept_renamed=[1])
