@@ -190,8 +190,8 @@ class Checker:
     """Runs the rules over the statements of a set of files, in order."""
 
     disabled: frozenset[str] = frozenset()
-    new_tables: list[Name] = field(default_factory=list)
-    new_indexes: list[Name] = field(default_factory=list)
+    new_tables: dict[str, list[Name]] = field(default_factory=dict)  # by unqualified name
+    new_indexes: dict[str, list[Name]] = field(default_factory=dict)
     # Per file:
     no_transaction: bool = False
     lock_timeout: bool = False
@@ -209,7 +209,7 @@ class Checker:
         self.not_valid_here = {}
 
     def is_new(self, table: Name) -> bool:
-        return any(table.same(t) for t in self.new_tables)
+        return any(table.same(t) for t in self.new_tables.get(table.folded[-1], ()))
 
     def check(self, op: q.Op) -> list[Hazard]:
         found = [h for h in self._hazards(op) if h.rule.name not in self.disabled]
@@ -272,7 +272,7 @@ class Checker:
                 "DROP INDEX CONCURRENTLY", SHARE_UPDATE_EXCLUSIVE, None, op.indexes[0])
             return
         for ix in op.indexes:
-            if not any(ix.same(n) for n in self.new_indexes):
+            if not any(ix.same(n) for n in self.new_indexes.get(ix.folded[-1], ())):
                 yield Hazard(RULES["require-concurrent-index-deletion"],
                              f"DROP INDEX {ix.shown} without CONCURRENTLY takes an ACCESS EXCLUSIVE lock on "
                              "its table: it waits for every open transaction on it, and all queries queue "
@@ -369,10 +369,11 @@ class Checker:
 
     def _remember(self, op: q.Op) -> None:
         if isinstance(op, q.CreateTable):
-            self.new_tables.append(op.table)
+            self.new_tables.setdefault(op.table.folded[-1], []).append(op.table)
         elif isinstance(op, q.CreateIndex) and op.index is not None:
             schema = op.table.parts[:-1] if len(op.index.parts) == 1 else ()
-            self.new_indexes.append(Name((*schema, *op.index.parts)))
+            index = Name((*schema, *op.index.parts))
+            self.new_indexes.setdefault(index.folded[-1], []).append(index)
         elif isinstance(op, q.AlterTable):
             key = op.table.folded[-1]
             for a in op.actions:

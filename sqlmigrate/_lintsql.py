@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import islice
 
 # Statements whose first word is not one of these take no lock the linter knows about.
@@ -107,7 +108,7 @@ class Name:
 
     parts: tuple[str, ...]
 
-    @property
+    @cached_property
     def folded(self) -> tuple[str, ...]:
         return tuple(Tok("qid" if p.startswith('"') else "word", p).ident or p for p in self.parts)
 
