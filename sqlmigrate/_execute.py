@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import select
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +27,6 @@ if TYPE_CHECKING:
     from ._history import History
 
 log = logging.getLogger("sqlmigrate")
-
-_BEGIN = "BEGIN;\n"
 
 
 def progress(text: str) -> None:
@@ -158,24 +156,49 @@ def _cancel(conn: psycopg.Connection) -> None:
         pass
 
 
-def rollback_if_open(conn: psycopg.Connection) -> None:
+def rollback_if_open(conn: psycopg.Connection, reset: str = "") -> None:
+    """End a failed step: roll back its transaction if open, and reset the session (``reset``)."""
     if conn.closed or conn.pgconn.status != pq.ConnStatus.OK:
         return
-    if conn.pgconn.transaction_status != pq.TransactionStatus.IDLE:
-        send(conn, "ROLLBACK")
+    open_ = conn.pgconn.transaction_status != pq.TransactionStatus.IDLE
+    if open_ or reset:
+        send(conn, ";".join(filter(None, ("ROLLBACK" if open_ else "", reset))))
 
 
-def run_in_transaction(conn: psycopg.Connection, script: Script, label: str, record: sql.Composable) -> float:
-    """Run ``script`` and ``record`` (history and log rows) in one transaction; return elapsed ms.
+#: SQLSTATEs of the guard that opens every step's transaction (see _session): the migration lock is
+#: held by another session; the history row is not what the step expects (another process did it).
+LOCK_BUSY, ALREADY_DONE = "SM001", "SM002"
+
+
+class GuardFailed(Exception):
+    """A step's guard refused it; nothing of the step ran."""
+
+    def __init__(self, sqlstate: str) -> None:
+        self.busy = sqlstate == LOCK_BUSY
+        super().__init__(sqlstate)
+
+
+def _guard_failed(err: _ServerError, begin_statements: int) -> GuardFailed | None:
+    if err.sqlstate in (LOCK_BUSY, ALREADY_DONE) and err.completed < begin_statements:
+        return GuardFailed(err.sqlstate)
+    return None
+
+
+def run_in_transaction(conn: psycopg.Connection, script: Script, label: str, record: sql.Composable, *,
+                       begin: Sequence[str], reset: str) -> float:
+    """Run ``script`` and ``record`` (history and log rows) in one transaction opened by the
+    ``begin`` statements (BEGIN, settings, guard), then ``reset`` the session; return elapsed ms.
 
     On failure the transaction is rolled back and a :class:`MigrationError` naming the file, line and
-    statement is raised.
+    statement is raised; :class:`GuardFailed` when the guard refused the step.
     """
     started = time.perf_counter()
-    closing = record.as_string(conn) + "COMMIT;"
+    prefix = ";".join(begin) + ";\n"
+    skipped = len(begin)
+    closing = record.as_string(conn) + "COMMIT;" + reset
     if _fits_one_message(script):
-        return _run_in_one_message(conn, script, label, closing, started)
-    prefix = _BEGIN
+        _run_in_one_message(conn, script, label, prefix, skipped, closing, reset)
+        return (time.perf_counter() - started) * 1000
     total = script.path.stat().st_size if script.streamed else 0
     sent = 0
     try:
@@ -185,20 +208,40 @@ def run_in_transaction(conn: psycopg.Connection, script: Script, label: str, rec
             try:
                 send(conn, prefix + chunk.text)
             except _Failed as exc:
-                raise _locate(exc.error, script, chunk, label, offset=len(prefix), skipped=prefix.count(";")) from None
-            prefix = ""
-            sent += len(chunk.text)
+                raise _locate(exc.error, script, chunk, label, offset=len(prefix), skipped=skipped) from None
+            prefix, skipped = "", 0
         if prefix:  # a streamed file that turned out to be empty
-            send(conn, prefix)
+            _send_own(conn, prefix, skipped)
     except BaseException:
-        rollback_if_open(conn)
+        rollback_if_open(conn, reset)
         raise
     try:
         send(conn, closing)
     except _Failed as exc:
-        rollback_if_open(conn)
+        rollback_if_open(conn, reset)
         raise _record_failed(exc.error, label) from None
     return (time.perf_counter() - started) * 1000
+
+
+def _send_own(conn: psycopg.Connection, text: str, begin_statements: int) -> None:
+    try:
+        send(conn, text)
+    except _Failed as exc:
+        raise _guard_failed(exc.error, begin_statements) or _record_failed(exc.error, "the step") from None
+
+
+def run_own(conn: psycopg.Connection, begin: Sequence[str], body: str, reset: str) -> None:
+    """Run sqlmigrate's own ``body`` in one transaction opened by ``begin``; psycopg errors pass
+    through (the session layer turns them into sqlmigrate's), :class:`GuardFailed` when refused."""
+    import psycopg
+
+    try:
+        conn.execute(";".join([*begin, body, "COMMIT", reset]).encode())
+    except psycopg.Error as exc:
+        rollback_if_open(conn, reset)
+        if exc.sqlstate in (LOCK_BUSY, ALREADY_DONE):
+            raise GuardFailed(exc.sqlstate) from None
+        raise
 
 
 # A small plain file shares one message with its history row and COMMIT: one round trip per
@@ -214,23 +257,22 @@ def _fits_one_message(script: Script) -> bool:
             and sqltext.unterminated(source.text) is None)
 
 
-def _run_in_one_message(conn: psycopg.Connection, script: Script, label: str, closing: str,
-                        started: float) -> float:
+def _run_in_one_message(conn: psycopg.Connection, script: Script, label: str, prefix: str, skipped: int,
+                        closing: str, reset: str) -> None:
     chunk = script.source
     assert chunk is not None
     try:
-        send(conn, _BEGIN + chunk.text + _SEPARATOR + closing)
+        send(conn, prefix + chunk.text + _SEPARATOR + closing)
     except _Failed as exc:
-        rollback_if_open(conn)
+        rollback_if_open(conn, reset)
         err = exc.error
         # Past the file's own text (by position, or by count of completed statements): ours failed.
         # (An error at the separator is the file's: its last statement was cut short.)
         lost = bool(err.sqlstate and err.sqlstate.startswith("08"))
-        if not lost and ((err.position or 0) - 1 >= len(_BEGIN) + len(chunk.text) + len(_SEPARATOR) or (
-                err.position is None and err.completed - 1 >= len(chunk.statements))):
+        if not lost and ((err.position or 0) - 1 >= len(prefix) + len(chunk.text) + len(_SEPARATOR) or (
+                err.position is None and err.completed - skipped >= len(chunk.statements))):
             raise _record_failed(err, label) from None
-        raise _locate(err, script, chunk, label, offset=len(_BEGIN), skipped=1) from None
-    return (time.perf_counter() - started) * 1000
+        raise _locate(err, script, chunk, label, offset=len(prefix), skipped=skipped) from None
 
 
 def _record_failed(err: _ServerError, label: str) -> MigrationError:
@@ -274,12 +316,15 @@ def run_without_transaction(conn: psycopg.Connection, script: Script, label: str
 
 
 def _locate(err: _ServerError, script: Script, chunk: Chunk, label: str, *, offset: int,
-            skipped: int) -> MigrationError:
+            skipped: int) -> MigrationError | GuardFailed:
     """Turn a server error for one chunk of ``script`` into an error naming its line and statement.
 
     A syntax error carries the character position; a runtime error does not, but the number of
     statements that completed before it (less ``skipped`` of our own) is the failing one's index.
     """
+    guard = _guard_failed(err, skipped)
+    if guard is not None:
+        return guard
     if err.sqlstate and err.sqlstate.startswith("08"):
         return _error(err, script, label, None, None)
     if err.position is not None and err.position - 1 >= offset:

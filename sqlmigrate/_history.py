@@ -77,18 +77,27 @@ class History:
         self.log_table = f"{table}_log"
         self.ident = sql.Identifier(schema, table)
         self.log_ident = sql.Identifier(schema, self.log_table)
+        #: the one-row table whose row lock is the migration lock of the ``table`` strategy
+        self.lock_ident = sql.Identifier(schema, f"{table}_lock")
 
     @classmethod
-    def resolve(cls, conn: psycopg.Connection, table: str, schema: str | None) -> History:
-        if schema is None:
-            row = conn.execute("SELECT current_schema()").fetchone()
-            schema = row[0] if row else None
-            if schema is None:
-                raise HistoryError(
-                    "no schema to keep the history table in: search_path names no existing schema; "
-                    "pass --schema or fix search_path"
-                )
-        return cls(schema, table)
+    def locate(cls, conn: psycopg.Connection, table: str, schema: str | None) -> History:
+        """Where the history is: ``schema`` if given; else the first schema of search_path that
+        already has a table of that name (so a migration that creates a schema earlier in
+        search_path does not move it); else the first existing schema of search_path."""
+        if schema is not None:
+            return cls(schema, table)
+        row = conn.execute(
+            "SELECT coalesce((SELECT s.name FROM unnest(current_schemas(false)) WITH ORDINALITY s(name, i)"
+            " JOIN pg_namespace n ON n.nspname = s.name"
+            " JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = %s AND c.relkind IN ('r', 'p')"
+            " ORDER BY s.i LIMIT 1), current_schema())", (table,)).fetchone()
+        if row is None or row[0] is None:
+            raise HistoryError(
+                "no schema to keep the history table in: search_path names no existing schema; "
+                "pass --schema or fix search_path"
+            )
+        return cls(row[0], table)
 
     @property
     def display(self) -> str:
@@ -144,44 +153,32 @@ class History:
                     "with --table (e.g. --table sqlmigrate_history) or [tool.sqlmigrate] table"
                 )
 
-    def ensure(self, conn: psycopg.Connection) -> None:
-        """Create both tables if missing. Call while holding the migration lock: concurrent
-        CREATE TABLE IF NOT EXISTS can still collide in pg_type."""
+    def ready(self, conn: psycopg.Connection) -> bool:
+        """Both tables exist (and are sqlmigrate's: another tool's table raises)."""
         history, log = self.existing_columns(conn)
         self._check_shape(history, log)
-        if history is not None and log is not None:
+        return history is not None and log is not None
+
+    def create_sql(self, conn: psycopg.Connection) -> str:
+        """The DDL that creates both tables (and the schema, only when it does not exist: a role
+        that may only CREATE in its schema can still run everything). Run it under the lock:
+        concurrent CREATE TABLE IF NOT EXISTS can still collide in pg_type."""
+        row = conn.execute("SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = %s)", (self.schema,)).fetchone()
+        schema = sql.SQL("" if row and row[0] else "CREATE SCHEMA IF NOT EXISTS {};").format(
+            sql.Identifier(self.schema))
+        return (schema + _CREATE.format(history=self.ident, log=self.log_ident)).as_string(conn)
+
+    def ensure_lock_table(self, conn: psycopg.Connection) -> None:
+        """The ``table`` strategy's lock row, created once (a concurrent creator wins harmlessly)."""
+        from psycopg import errors
+
+        if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (self.lock_ident.as_string(conn),)).fetchone() == (True,):
             return
-        conn.execute(sql.SQL(
-            "CREATE SCHEMA IF NOT EXISTS {schema};"
-            "CREATE TABLE IF NOT EXISTS {history} ("
-            " version bigint PRIMARY KEY,"
-            " name text NOT NULL,"
-            " checksum text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now(),"
-            " execution_ms bigint NOT NULL DEFAULT 0,"
-            " applied_by text NOT NULL DEFAULT current_user,"
-            " state text NOT NULL DEFAULT 'applied' CHECK (state IN ('applied', 'running', 'failed')),"
-            " baseline boolean NOT NULL DEFAULT false,"
-            " out_of_order boolean NOT NULL DEFAULT false,"
-            " statements_done integer,"
-            " error text);"
-            "CREATE TABLE IF NOT EXISTS {log} ("
-            " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
-            " version bigint,"
-            " name text,"
-            " direction text NOT NULL,"
-            " outcome text NOT NULL,"
-            " checksum text,"
-            " error text,"
-            " started_at timestamptz NOT NULL,"
-            " finished_at timestamptz,"
-            " execution_ms bigint,"
-            " db_user text NOT NULL DEFAULT current_user,"
-            " client_host text,"
-            " client_pid integer,"
-            " os_user text,"
-            " detail text)"
-        ).format(schema=sql.Identifier(self.schema), history=self.ident, log=self.log_ident))
+        try:
+            conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (id int PRIMARY KEY CHECK (id = 1));"
+                                 "INSERT INTO {} VALUES (1) ON CONFLICT DO NOTHING").format(self.lock_ident, self.lock_ident))
+        except (errors.UniqueViolation, errors.DuplicateTable):
+            pass
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -305,6 +302,37 @@ class History:
     def write(self, conn: psycopg.Connection, statement: sql.Composed) -> None:
         conn.execute(statement)
 
+
+_CREATE = sql.SQL(
+    "CREATE TABLE IF NOT EXISTS {history} ("
+    " version bigint PRIMARY KEY,"
+    " name text NOT NULL,"
+    " checksum text NOT NULL,"
+    " applied_at timestamptz NOT NULL DEFAULT now(),"
+    " execution_ms bigint NOT NULL DEFAULT 0,"
+    " applied_by text NOT NULL DEFAULT current_user,"
+    " state text NOT NULL DEFAULT 'applied' CHECK (state IN ('applied', 'running', 'failed')),"
+    " baseline boolean NOT NULL DEFAULT false,"
+    " out_of_order boolean NOT NULL DEFAULT false,"
+    " statements_done integer,"
+    " error text);"
+    "CREATE TABLE IF NOT EXISTS {log} ("
+    " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " version bigint,"
+    " name text,"
+    " direction text NOT NULL,"
+    " outcome text NOT NULL,"
+    " checksum text,"
+    " error text,"
+    " started_at timestamptz NOT NULL,"
+    " finished_at timestamptz,"
+    " execution_ms bigint,"
+    " db_user text NOT NULL DEFAULT current_user,"
+    " client_host text,"
+    " client_pid integer,"
+    " os_user text,"
+    " detail text)"
+)
 
 # Milliseconds since the start of the current transaction (for a multi-statement message without
 # BEGIN, since the message arrived), measured on the server.

@@ -8,30 +8,30 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import _files as files
 from ._config import DEFAULT_LOCK_TIMEOUT, DEFAULT_TABLE
-from ._errors import ConfigurationError, NotCurrentError, SqlMigrateError
+from ._errors import ConfigurationError, HistoryError, NotCurrentError
 from ._plan import MigrationStatus, State, Status
 
 if TYPE_CHECKING:
-    import psycopg
-
     from ._dataloss import Finding
-    from ._history import History, LogEntry
+    from ._history import LogEntry
     from ._recovery import BaselineResult, RepairResult
     from ._rollback import OnDataLoss
     from ._script import Script
+    from ._session import Session
+    from ._step import Step
 
 log = logging.getLogger("sqlmigrate")
 
 
 @dataclass(frozen=True)
-class Applied:
-    """One migration that ran (or, in a dry run, would run)."""
+class StepResult:
+    """One migration applied, or one rolled back (``direction``), or in a dry run, to be."""
 
     version: int
     name: str
@@ -43,31 +43,48 @@ class Applied:
     #: the SQL that runs; set by dry runs only
     sql: str | None = None
 
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 @dataclass(frozen=True)
 class Result:
-    applied: tuple[Applied, ...]
+    """What ``up`` or ``down`` did (or, in a dry run, would do), in the order it ran."""
+
+    steps: tuple[StepResult, ...]
     dry_run: bool = False
     #: ``down`` only: what the rollbacks destroy (or, in a dry run, would destroy) that held data
     findings: tuple[Finding, ...] = ()
 
     def __len__(self) -> int:
-        return len(self.applied)
+        return len(self.steps)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"steps": [s.as_dict() for s in self.steps], "dry_run": self.dry_run,
+                "findings": [f.as_dict() for f in self.findings]}
 
 
 class Migrator:
-    """Migrations in ``directory`` against ``database`` (a connection string or an open
-    ``psycopg.Connection``, which sqlmigrate uses in autocommit mode and leaves open)."""
+    """Migrations in ``directory`` against ``database``: a connection string, a SQLAlchemy ``Engine``
+    or ``URL``, or an open ``psycopg.Connection`` (which sqlmigrate uses in autocommit mode and
+    leaves open).
+
+    ``lock_strategy`` says how concurrent runs are kept apart: ``"session"`` (an advisory lock held
+    for the whole run; needs a direct or session-pooled connection), ``"transaction"`` (taken inside
+    each migration's own transaction: for transaction poolers), ``"table"`` (a row lock, for engines
+    whose advisory locks are stubs), or ``"auto"``, which detects a transaction pooler.
+    """
 
     def __init__(
         self,
-        database: str | psycopg.Connection,
+        database: Any,
         directory: str | Path = "sql",
         *,
         table: str = DEFAULT_TABLE,
         schema: str | None = None,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         statement_timeout: float | None = None,
+        lock_strategy: str = "auto",
     ) -> None:
         self.database = database
         self.directory = Path(directory)
@@ -75,6 +92,7 @@ class Migrator:
         self.schema = schema
         self.lock_timeout = lock_timeout
         self.statement_timeout = statement_timeout
+        self.lock_strategy = lock_strategy
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -83,8 +101,8 @@ class Migrator:
         from . import _plan as plan
 
         migrations = files.discover(self.directory)
-        with self._session() as (conn, history):
-            return plan.compute(migrations, history.rows(conn))
+        with self._session("reading the status") as s:
+            return plan.compute(migrations, s.rows())
 
     def check(self) -> Status:
         """The status, raising :class:`NotCurrentError` unless the database matches the files exactly."""
@@ -97,33 +115,40 @@ class Migrator:
            allow_out_of_order: bool = False) -> Result:
         """Apply pending migrations in version order, each in its own transaction.
 
-        Any number of processes may call this at once: an advisory lock makes each migration run
-        exactly once, and the others wait and then find nothing to do.
+        Any number of processes may call this at once, directly or through a connection pooler:
+        each migration runs exactly once, and the others wait and then find nothing to do.
         """
-        from . import _plan as plan
+        from ._step import Step
 
         migrations = files.discover(self.directory)
-        with self._session() as (conn, history):
-
-            def planned() -> list[tuple[MigrationStatus, Script]]:
-                # Every file that will run is checked before the first one runs.
-                steps = plan.plan_up(plan.compute(migrations, history.rows(conn)), to=to,
-                                     allow_out_of_order=allow_out_of_order)
-                return list(zip(steps, self._prepare(history, steps)))
-
+        with self._session("applying migrations") as s:
+            scripts: dict[int, Script] = {}
             if dry_run:
                 # A dry run takes no lock: it must never make a running migration wait.
                 return Result(tuple(
-                    Applied(e.version, e.name, e.label, "up", 0.0, e.state is State.OUT_OF_ORDER,
-                            s.no_transaction, s.text)
-                    for e, s in planned()), dry_run=True)
-            with self._locked(conn, history):
-                history.ensure(conn)
-                work = planned()
-                if not work:
-                    log.info("nothing to do: %s is up to date", history.display)
-                return Result(tuple(self._apply(conn, history, e, s, f"{i} of {len(work)}")
-                                    for i, (e, s) in enumerate(work, 1)))
+                    StepResult(e.version, e.name, e.label, "up", 0.0, e.state is State.OUT_OF_ORDER,
+                               scripts[e.version].no_transaction, scripts[e.version].text)
+                    for e in self._plan_up(s, migrations, scripts, to, allow_out_of_order)), dry_run=True)
+            try:
+                # Without the lock, to find "nothing to do" cheaply at every boot. What stops `up`
+                # here (a failed migration, say) may be another process's work in progress: decided
+                # again under the lock.
+                work: list[MigrationStatus] | None = self._plan_up(s, migrations, scripts, to, allow_out_of_order)
+            except HistoryError:
+                work = None
+            if work != []:
+                with s.locked():
+                    if work is None or not s.per_transaction:  # what is left to do now?
+                        work = self._plan_up(s, migrations, scripts, to, allow_out_of_order)
+                    self._refuse_no_transaction(s, [scripts[e.version] for e in work])
+                    done = self._run_all(s, [
+                        Step(e.migration, scripts[e.version], "up", e.migration.checksum,
+                             out_of_order=e.state is State.OUT_OF_ORDER)
+                        for e in work if e.migration is not None])
+                    if done:
+                        return Result(done)
+            log.info("nothing to do: %s is up to date", s.history.display)
+            return Result(())
 
     def down(self, steps: int = 1, *, to: int | None = None, confirm: bool = False, dry_run: bool = False,
              on_data_loss: OnDataLoss | None = None) -> Result:
@@ -134,10 +159,33 @@ class Migrator:
         destroy data that is present, :class:`DataLossError` (listing it) is raised before anything
         runs, unless ``confirm`` is true or ``on_data_loss(findings)`` returns true.
         """
+        from . import _plan as plan
         from . import _rollback as rollback
 
-        return rollback.down(self, steps=steps, to=to, confirm=confirm, dry_run=dry_run,
-                             on_data_loss=on_data_loss)
+        migrations = files.discover(self.directory)
+        with self._session("rolling back migrations") as s:
+            def planned() -> list[rollback.Planned]:
+                chosen = rollback.plan_down(plan.compute(migrations, s.rows()), steps=steps, to=to)
+                return rollback.prepare_steps(s.conn, s.history, chosen)
+
+            if dry_run:
+                # Like `up --dry-run`: no lock, so it never makes a running migration wait.
+                work = planned()
+                return Result(tuple(
+                    StepResult(p.migration.version, p.migration.name, p.migration.label, "down", 0.0,
+                               no_transaction=p.script.no_transaction, sql=p.script.text) for p in work),
+                    dry_run=True, findings=tuple(rollback.all_findings(work)))
+            with s.locked():
+                # Planned under the lock: a concurrent `up` or `down` has finished by now.
+                work = planned()
+                if not work:
+                    log.info("nothing to roll back in %s", s.history.display)
+                    return Result(())
+                findings = rollback.all_findings(work)
+                if findings:
+                    rollback.decide(work, findings, confirm, on_data_loss)
+                self._refuse_no_transaction(s, [p.script for p in work])
+                return Result(self._run_all(s, [p.step for p in work]), findings=tuple(findings))
 
     def baseline(self, version: int, *, force: bool = False) -> BaselineResult:
         """Record every migration up to ``version`` as applied without running it (marked as a
@@ -146,9 +194,8 @@ class Migrator:
         from . import _recovery as recovery
 
         migrations = files.discover(self.directory)
-        with self._session() as (conn, history), self._locked(conn, history):
-            history.ensure(conn)
-            return recovery.baseline(conn, history, migrations, version, force=force)
+        with self._session("recording a baseline") as s, s.locked():
+            return recovery.baseline(s, migrations, version, force=force)
 
     def repair(self, versions: Iterable[int] | None = None, *, mark_applied: Iterable[int] = (),
                retry: Iterable[int] = (), accept_renamed: Iterable[int] = ()) -> RepairResult:
@@ -160,125 +207,74 @@ class Migrator:
         from . import _recovery as recovery
 
         migrations = files.discover(self.directory)
-        with self._session() as (conn, history), self._locked(conn, history):
-            if history.exists(conn):
-                history.ensure(conn)
-            return recovery.repair(conn, history, migrations, versions, mark_applied=mark_applied,
-                                   retry=retry, accept_renamed=accept_renamed)
+        with self._session("repairing the history") as s, s.locked(create=s.history_exists()):
+            return recovery.repair(s, migrations, versions, mark_applied=mark_applied, retry=retry,
+                                   accept_renamed=accept_renamed)
 
     def log(self, limit: int = 20) -> list[LogEntry]:
         """The newest ``limit`` rows of the append-only log, oldest first; takes no lock."""
-        with self._session() as (conn, history):
-            return history.log_entries(conn, limit)
+        with self._session("reading the log") as s:
+            return s.history.log_entries(s.conn, limit)
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _prepare(self, history: History, steps: list[MigrationStatus]) -> list[Script]:
+    def _plan_up(self, s: Session, migrations: list[files.Migration], scripts: dict[int, Script],
+                 to: int | None, allow_out_of_order: bool) -> list[MigrationStatus]:
+        """What ``up`` runs, each file prepared (checked) before the first one runs."""
+        from . import _plan as plan
         from ._script import prepare_file
 
-        scripts = []
-        for e in steps:
-            assert e.migration is not None  # a pending entry always has its file
-            scripts.append(prepare_file(e.migration.path, protected=history.protected,
-                                        checksum=e.migration.checksum))
-        return scripts
+        work = plan.plan_up(plan.compute(migrations, s.rows()), to=to, allow_out_of_order=allow_out_of_order)
+        for e in work:
+            m = e.migration
+            assert m is not None  # a pending entry always has its file
+            if m.version not in scripts:
+                scripts[m.version] = prepare_file(m.path, protected=s.history.protected, checksum=m.checksum)
+        return work
 
-    def _apply(self, conn: psycopg.Connection, history: History, entry: MigrationStatus, script: Script,
-               place: str) -> Applied:
-        from . import _execute as execute
-
-        m = entry.migration
-        assert m is not None  # a pending entry always has its file
-        execute.progress(f"applying {m.label} ({place})")
-        late = entry.state is State.OUT_OF_ORDER
-        if script.no_transaction:
-            ms = self._apply_no_transaction(conn, history, m, script, late)
-        else:
-            record = history.record_applied(version=m.version, name=m.name, checksum=m.checksum,
-                                            out_of_order=late)
-            try:
-                ms = execute.run_in_transaction(conn, script, m.label, record)
-            except SqlMigrateError as exc:
-                self._log_failure(conn, history, m, "up", exc)
-                raise
-        log.info("applied %s (%s)%s", m.label, format_ms(ms), " out of order" if late else "")
-        return Applied(m.version, m.name, m.label, "up", ms, late, script.no_transaction)
-
-    def _apply_no_transaction(self, conn: psycopg.Connection, history: History, m: files.Migration,
-                              script: Script, late: bool) -> float:
-        from . import _execute as execute
-
-        history.mark_running(conn, version=m.version, name=m.name, checksum=m.checksum, out_of_order=late)
-        try:
-            ms = execute.run_without_transaction(conn, script, m.label, history, m.version)
-        except SqlMigrateError as exc:
-            self._log_failure(conn, history, m, "up", exc)
-            raise
-        history.write(conn, history.record_applied(
-            version=m.version, name=m.name, checksum=m.checksum, out_of_order=late, execution_ms=round(ms)))
-        return ms
-
-    def _log_failure(self, conn: psycopg.Connection, history: History, m: files.Migration,
-                     direction: str, exc: Exception) -> None:
-        """The failure goes into the append-only log, after the rollback (a best effort: the
-        connection may be what failed)."""
-        from . import _execute as execute
-
-        try:
-            execute.rollback_if_open(conn)
-            history.write(conn, history.log_row(version=m.version, name=m.name, direction=direction,
-                                                outcome="failed", checksum=m.checksum, error=str(exc)))
-        except Exception:
-            log.warning("could not record the failure of %s in %s", m.label, history.log_table)
-
-    @contextmanager
-    def _session(self) -> Iterator[tuple[psycopg.Connection, History]]:
-        from ._history import History
-
-        with self._connection() as conn:
-            if self.statement_timeout:
-                conn.execute("SELECT set_config('statement_timeout', %s, false)",
-                             (f"{int(self.statement_timeout * 1000)}ms",))
-            yield conn, History.resolve(conn, self.table, self.schema)
-
-    @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection]:
-        if not isinstance(self.database, str):
-            conn = self.database
-            if conn.info.transaction_status != 0:  # IDLE
-                raise ConfigurationError(
-                    "the connection passed to sqlmigrate has an open transaction; commit or roll it "
-                    "back first (sqlmigrate runs each migration in a transaction of its own)"
-                )
-            autocommit = conn.autocommit
-            conn.autocommit = True
-            try:
-                yield conn
-            finally:
-                if not conn.closed:
-                    conn.autocommit = autocommit
+    @staticmethod
+    def _refuse_no_transaction(s: Session, scripts: list[Script]) -> None:
+        """A no-transaction file spans many transactions: only a lock held by the session can cover
+        it, which a transaction pooler cannot keep. Refused before anything runs."""
+        if not s.per_transaction:
             return
-        from ._connection import connect
+        found = [str(sc.path) for sc in scripts if sc.no_transaction]
+        if found:
+            raise ConfigurationError(
+                f"no-transaction migration(s) cannot run with lock strategy {s.strategy!r} (a transaction "
+                f"pooler, or --lock-strategy): {', '.join(found)}; nothing was run. Run them through a "
+                "direct or session-pooled URL (e.g. PgBouncer's session pool, or Supabase's port 5432), "
+                "or pass --lock-strategy session when the URL is one"
+            )
 
-        conn = connect(self.database)
-        try:
-            yield conn
-        finally:
-            conn.close()
+    def _run_all(self, s: Session, work: list[Step]) -> tuple[StepResult, ...]:
+        from ._execute import progress
+        from ._step import run as run_step
+
+        done = []
+        for i, step in enumerate(work, 1):
+            progress(f"{'applying' if step.direction == 'up' else 'rolling back'} {step.migration.label} "
+                     f"({i} of {len(work)})")
+            ms = run_step(s, step)
+            if ms is None:
+                continue
+            m = step.migration
+            if step.direction == "up":
+                log.info("applied %s (%s)%s", m.label, format_ms(ms), " out of order" if step.out_of_order else "")
+            else:
+                log.info("rolled back %s (%s)", m.label, format_ms(ms))
+            done.append(StepResult(m.version, m.name, m.label, step.direction, ms, step.out_of_order,
+                                   step.script.no_transaction))
+        return tuple(done)
 
     @contextmanager
-    def _locked(self, conn: psycopg.Connection, history: History) -> Iterator[None]:
-        from . import _lock as lock
+    def _session(self, doing: str) -> Iterator[Session]:
+        from ._session import open_session, translate
 
-        key = history.lock_key()
-        lock.acquire(conn, key, self.lock_timeout, history.display)
-        try:
-            yield
-        finally:
-            try:
-                lock.release(conn, key)
-            except Exception:
-                pass  # closing the session releases it too
+        with open_session(self.database, table=self.table, schema=self.schema, lock_strategy=self.lock_strategy,
+                          lock_timeout=self.lock_timeout, statement_timeout=self.statement_timeout) as s, \
+                translate(doing):
+            yield s
 
 
 def not_current(status: Status) -> NotCurrentError:
@@ -305,15 +301,35 @@ def format_ms(ms: float) -> str:
     return f"{ms:.0f} ms" if ms < 10_000 else f"{ms / 1000:.1f} s"
 
 
-def up(database: str | psycopg.Connection, directory: str | Path = "sql", **options: object) -> Result:
-    """Apply every pending migration in ``directory``; see :meth:`Migrator.up`."""
-    return Migrator(database, directory, **options).up()  # type: ignore[arg-type]
+def up(
+    database: Any,
+    directory: str | Path = "sql",
+    *,
+    table: str = DEFAULT_TABLE,
+    schema: str | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    statement_timeout: float | None = None,
+    lock_strategy: str = "auto",
+    to: int | None = None,
+    allow_out_of_order: bool = False,
+) -> Result:
+    """Apply every pending migration in ``directory`` (up to version ``to``); see :class:`Migrator`
+    for the options and :meth:`Migrator.up`."""
+    return Migrator(database, directory, table=table, schema=schema, lock_timeout=lock_timeout,
+                    statement_timeout=statement_timeout, lock_strategy=lock_strategy,
+                    ).up(to=to, allow_out_of_order=allow_out_of_order)
 
 
-def ensure_current(database: str | psycopg.Connection, directory: str | Path = "sql",
-                   **options: object) -> Status:
+def ensure_current(
+    database: Any,
+    directory: str | Path = "sql",
+    *,
+    table: str = DEFAULT_TABLE,
+    schema: str | None = None,
+    statement_timeout: float | None = None,
+) -> Status:
     """Raise :class:`NotCurrentError` unless every migration in ``directory`` is applied unchanged.
 
     For application boot code that must not start against an old schema.
     """
-    return Migrator(database, directory, **options).check()  # type: ignore[arg-type]
+    return Migrator(database, directory, table=table, schema=schema, statement_timeout=statement_timeout).check()

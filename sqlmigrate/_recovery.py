@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from ._files import Migration
     from ._history import History
+    from ._session import Session
 
 log = logging.getLogger("sqlmigrate")
 
@@ -116,13 +117,14 @@ def resolution_commands(version: int) -> str:
 # -- baseline -------------------------------------------------------------------------------------
 
 
-def baseline(conn: psycopg.Connection, history: History, migrations: Sequence[Migration], version: int,
+def baseline(session: Session, migrations: Sequence[Migration], version: int,
              *, force: bool = False) -> BaselineResult:
     """Record every migration file with a version <= ``version`` as applied, without running it.
 
     Refused when the history already has rows (the database is not one "built by other means"), unless
     ``force``: then only the versions missing from the history are added and no row is changed.
     """
+    conn, history = session.conn, session.history
     rows = history.rows(conn)
     if rows and not force:
         newest = max(r.version for r in rows)
@@ -154,7 +156,7 @@ def baseline(conn: psycopg.Connection, history: History, migrations: Sequence[Mi
                           checksum=m.checksum, detail=detail, execution_ms=0)
         for m in todo
     ]
-    _write(conn, statements)
+    _write(session, statements)
     for m in todo:
         log.info("baseline: recorded %s as applied without running it", m.label)
     if kept:
@@ -169,7 +171,7 @@ def baseline(conn: psycopg.Connection, history: History, migrations: Sequence[Mi
 # -- repair ---------------------------------------------------------------------------------------
 
 
-def repair(conn: psycopg.Connection, history: History, migrations: Sequence[Migration],
+def repair(session: Session, migrations: Sequence[Migration],
            versions: Iterable[int] | None = None, *, mark_applied: Iterable[int] = (),
            retry: Iterable[int] = (), accept_renamed: Iterable[int] = ()) -> RepairResult:
     """Accept the current checksum of modified migrations and resolve failed no-transaction ones.
@@ -193,6 +195,7 @@ def repair(conn: psycopg.Connection, history: History, migrations: Sequence[Migr
         raise ConfigurationError(
             f"version(s) {', '.join(map(str, both))} given to both --applied and --retry; choose one"
         )
+    conn, history = session.conn, session.history
     status = compute(migrations, history.rows(conn))
     by_version = {e.version: e for e in status.entries}
     to_rename = _renamed_targets(by_version, _unique(accept_renamed), history.display)
@@ -274,7 +277,7 @@ def repair(conn: psycopg.Connection, history: History, migrations: Sequence[Migr
         statements.append(statement)
         changes.append(change)
 
-    _write(conn, statements)
+    _write(session, statements)
     for c in changes:
         log.info("repaired %s: %s", c.label, c.detail)
     handled = set(to_apply) | set(to_retry) | {e.version for e in to_rename}
@@ -325,18 +328,10 @@ def _log(history: History, e: MigrationStatus, detail: str, checksum: str | None
                            checksum=checksum, detail=detail, execution_ms=0)
 
 
-def _log(history: History, e: MigrationStatus, detail: str, checksum: str | None) -> sql.Composed:
-    return history.log_row(version=e.version, name=e.name, direction="repair", outcome="ok",
-                           checksum=checksum, detail=detail, execution_ms=0)
-
-
-def _write(conn: psycopg.Connection, statements: Sequence[sql.Composed]) -> None:
-    """All of it or nothing: one transaction on the (autocommit) connection."""
-    if not statements:
-        return
-    with conn.transaction():
-        for statement in statements:
-            conn.execute(statement)
+def _write(session: Session, statements: Sequence[sql.Composed]) -> None:
+    """All of it or nothing: one guarded transaction."""
+    if statements:
+        session.transaction("".join(st.as_string(session.conn) for st in statements), "writing the history")
 
 
 def _unique(values: Iterable[int]) -> list[int]:

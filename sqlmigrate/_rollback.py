@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from ._dataloss import Finding
     from ._history import History
-    from ._migrator import Applied, Migrator, Result
+    from ._step import Step
     from ._script import Script
 
 log = logging.getLogger("sqlmigrate")
@@ -36,7 +36,7 @@ CHECK_BUDGET_S = 0.5
 
 
 @dataclass(frozen=True)
-class Step:
+class Planned:
     """One rollback to run: the applied migration, its checked rollback script, and what it destroys."""
 
     entry: MigrationStatus
@@ -47,6 +47,17 @@ class Step:
     def migration(self) -> files.Migration:
         assert self.entry.migration is not None  # plan_down refuses entries without a file
         return self.entry.migration
+
+    @property
+    def step(self) -> Step:
+        """The step the executor runs; the log gets what was applied (the recorded checksum) and
+        what was destroyed with confirmation."""
+        from ._step import Step
+
+        row = self.entry.row
+        return Step(self.migration, self.script, "down",
+                    row.checksum if row is not None else self.migration.checksum,
+                    detail="; ".join(f.describe() for f in self.findings) or None)
 
 
 def plan_down(status: Status, *, steps: int = 1, to: int | None = None) -> list[MigrationStatus]:
@@ -102,7 +113,7 @@ def plan_down(status: Status, *, steps: int = 1, to: int | None = None) -> list[
     return chosen
 
 
-def prepare_steps(conn: psycopg.Connection, history: History, chosen: Sequence[MigrationStatus]) -> list[Step]:
+def prepare_steps(conn: psycopg.Connection, history: History, chosen: Sequence[MigrationStatus]) -> list[Planned]:
     """Check every rollback file and find what it destroys, before any of them runs."""
     from ._dataloss import find_data_loss
     from ._script import prepare
@@ -121,16 +132,16 @@ def prepare_steps(conn: psycopg.Connection, history: History, chosen: Sequence[M
         raise MigrationFileError("nothing was rolled back:\n" + "\n".join(problems))
     # Every check looks at the database as it is now, before any rollback: an object one rollback
     # creates and an older one drops is not seen (it holds nothing yet).
-    return [Step(e, s, tuple(find_data_loss(conn, [(st.text, st.line) for st in s.statements],
+    return [Planned(e, s, tuple(find_data_loss(conn, [(st.text, st.line) for st in s.statements],
                                             budget_s=CHECK_BUDGET_S)))
             for e, s in zip(chosen, scripts)]
 
 
-def all_findings(steps: Sequence[Step]) -> list[Finding]:
+def all_findings(steps: Sequence[Planned]) -> list[Finding]:
     return [f for s in steps for f in s.findings]
 
 
-def data_loss_message(steps: Sequence[Step]) -> str:
+def data_loss_message(steps: Sequence[Planned]) -> str:
     lines = ["rolling back would destroy data, so nothing was rolled back:"]
     for s in steps:
         for f in s.findings:
@@ -140,38 +151,7 @@ def data_loss_message(steps: Sequence[Step]) -> str:
     return "\n".join(lines)
 
 
-def down(migrator: Migrator, *, steps: int = 1, to: int | None = None, confirm: bool = False,
-         dry_run: bool = False, on_data_loss: OnDataLoss | None = None) -> Result:
-    """See :meth:`sqlmigrate.Migrator.down`."""
-    from . import _plan as plan
-    from ._migrator import Applied, Result
-
-    migrations = files.discover(migrator.directory)
-    with migrator._session() as (conn, history):
-        if dry_run:
-            # Like `up --dry-run`: no lock, so it never makes a running migration wait.
-            chosen = plan_down(plan.compute(migrations, history.rows(conn)), steps=steps, to=to)
-            planned = prepare_steps(conn, history, chosen)
-            return Result(tuple(
-                Applied(p.migration.version, p.migration.name, p.migration.label, "down", 0.0,
-                        no_transaction=p.script.no_transaction, sql=p.script.text) for p in planned),
-                dry_run=True, findings=tuple(all_findings(planned)))
-        with migrator._locked(conn, history):
-            # The plan is made under the lock: a concurrent `up` or `down` has finished by now.
-            chosen = plan_down(plan.compute(migrations, history.rows(conn)), steps=steps, to=to)
-            if not chosen:
-                log.info("nothing to roll back in %s", history.display)
-                return Result(())
-            planned = prepare_steps(conn, history, chosen)
-            findings = all_findings(planned)
-            if findings:
-                _decide(planned, findings, confirm, on_data_loss)
-            history.ensure(conn)
-            done = tuple(_roll_back(migrator, conn, history, p) for p in planned)
-            return Result(done, findings=tuple(findings))
-
-
-def _decide(planned: Sequence[Step], findings: list[Finding], confirm: bool,
+def decide(planned: Sequence[Planned], findings: list[Finding], confirm: bool,
             on_data_loss: OnDataLoss | None) -> None:
     if confirm:
         for p in planned:
@@ -181,43 +161,3 @@ def _decide(planned: Sequence[Step], findings: list[Finding], confirm: bool,
     if on_data_loss is not None and on_data_loss(list(findings)):
         return
     raise DataLossError(data_loss_message(planned), findings)
-
-
-def _roll_back(migrator: Migrator, conn: psycopg.Connection, history: History, step: Step) -> Applied:
-    from . import _execute as execute
-    from ._migrator import Applied, format_ms
-
-    m = step.migration
-    row = step.entry.row
-    checksum = row.checksum if row is not None else m.checksum  # what was applied, for the log
-    label = f"rollback of {m.label}"
-    # What was destroyed with confirmation goes into the audit log with the rollback.
-    detail = "; ".join(f.describe() for f in step.findings) or None
-    if step.script.no_transaction:
-        ms = _roll_back_no_transaction(migrator, conn, history, step, checksum, detail)
-    else:
-        record = history.record_removed(version=m.version, name=m.name, checksum=checksum, detail=detail)
-        try:
-            ms = execute.run_in_transaction(conn, step.script, label, record)
-        except SqlMigrateError as exc:
-            migrator._log_failure(conn, history, m, "down", exc)
-            raise
-    log.info("rolled back %s (%s)", m.label, format_ms(ms))
-    return Applied(m.version, m.name, m.label, "down", ms, no_transaction=step.script.no_transaction)
-
-
-def _roll_back_no_transaction(migrator: Migrator, conn: psycopg.Connection, history: History, step: Step,
-                              checksum: str, detail: str | None) -> float:
-    from . import _execute as execute
-
-    m = step.migration
-    history.mark_rollback_running(conn, m.version)
-    try:
-        ms = execute.run_without_transaction(conn, step.script, f"rollback of {m.label}", history, m.version,
-                                             rollback=True)
-    except SqlMigrateError as exc:
-        migrator._log_failure(conn, history, m, "down", exc)
-        raise
-    history.write(conn, history.record_removed(version=m.version, name=m.name, checksum=checksum,
-                                               detail=detail))
-    return ms

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from ._history import History
     from ._script import Script
+    from ._session import Session
     from ._snapshot import Difference, Snapshot
 
 __all__ = ["MigrationReport", "VerifyReport", "verify", "SCRATCH_PREFIX"]
@@ -143,16 +144,21 @@ def verify(database_url: str | None, directory: str | Path = "sql", *, scratch_d
     if not database_url:
         raise ConfigurationError("verify needs a database URL (its server hosts the throwaway database) "
                                  "or --scratch-database")
-    with throwaway_database(database_url) as (url, name):
-        from ._connection import connect
-
-        conn = connect(url)
-        try:
-            _set_timeout(conn, statement_timeout)
-            migrations_done, rest = _run(conn, migrations, table, schema)
-        finally:
-            conn.close()
+    with throwaway_database(database_url) as (url, name), \
+            _session(url, table, schema, statement_timeout) as s, s.locked():
+        migrations_done, rest = _run(s, migrations)
     return VerifyReport(tuple(migrations_done), tuple(rest), name)
+
+
+@contextmanager
+def _session(url: str, table: str, schema: str | None, statement_timeout: float | None) -> Iterator[Session]:
+    """A session of its own: verify is the only client of its database, so the session strategy."""
+    from ._config import DEFAULT_LOCK_TIMEOUT
+    from ._session import open_session, translate
+
+    with open_session(url, table=table, schema=schema, lock_strategy="session", lock_timeout=DEFAULT_LOCK_TIMEOUT,
+                      statement_timeout=statement_timeout) as s, translate("verifying"):
+        yield s
 
 
 # -- the throwaway database ------------------------------------------------------------------------
@@ -242,21 +248,14 @@ def _sigint_deferred() -> Iterator[None]:
 
 def _verify_in_scratch(url: str, migrations: Sequence[files.Migration], table: str,
                        schema: str | None, statement_timeout: float | None) -> VerifyReport:
-    from ._connection import connect
-    from ._history import History
-
-    conn = connect(url)
-    try:
-        name = conn.info.dbname
-        _set_timeout(conn, statement_timeout)
-        history = History.resolve(conn, table, schema)
-        _refuse_unless_empty(conn, history, name)
-        try:
-            done, rest = _run(conn, migrations, table, schema)
-        finally:
-            _empty_again(conn, history, migrations, name)
-    finally:
-        conn.close()
+    with _session(url, table, schema, statement_timeout) as s:
+        name = s.conn.info.dbname
+        _refuse_unless_empty(s.conn, s.history, name)
+        with s.locked():
+            try:
+                done, rest = _run(s, migrations)
+            finally:
+                _empty_again(s, migrations, name)
     return VerifyReport(tuple(done), tuple(rest), name)
 
 
@@ -279,8 +278,7 @@ def _refuse_unless_empty(conn: psycopg.Connection, history: History, name: str) 
         )
 
 
-def _empty_again(conn: psycopg.Connection, history: History, migrations: Sequence[files.Migration],
-                 name: str) -> None:
+def _empty_again(s: Session, migrations: Sequence[files.Migration], name: str) -> None:
     """Roll back, newest first, what ``verify`` left applied in the user's scratch database, so it
     can be used again."""
     from ._script import prepare
@@ -288,41 +286,33 @@ def _empty_again(conn: psycopg.Connection, history: History, migrations: Sequenc
     try:
         from . import _execute as execute
 
-        execute.rollback_if_open(conn)
-        applied = {r.version for r in history.rows(conn)}
+        execute.rollback_if_open(s.conn, s.reset)
+        applied = {r.version for r in s.rows()}
         for m in reversed(migrations):
             if m.version not in applied:
                 continue
             if m.rollback is None:
                 raise MigrationFileError(f"{m.label} has no rollback file")
-            _revert(conn, history, m, prepare(m.read_rollback(), m.rollback, protected=history.protected))
+            _revert(s, m, prepare(m.read_rollback(), m.rollback, protected=s.history.protected))
     except Exception as exc:
         log.warning("could not empty the scratch database %s again (%s); drop and re-create it before "
                     "the next verify", name, str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
 
 
-def _set_timeout(conn: psycopg.Connection, seconds: float | None) -> None:
-    if seconds:
-        conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(seconds * 1000)}ms",))
-
-
 # -- the checks ----------------------------------------------------------------------------------------
 
 
-def _run(conn: psycopg.Connection, migrations: Sequence[files.Migration], table: str,
-         schema: str | None) -> tuple[list[MigrationReport], list[str]]:
+def _run(s: Session, migrations: Sequence[files.Migration]) -> tuple[list[MigrationReport], list[str]]:
     """Check each migration in order; stop at the first that cannot be (re-)applied."""
     import psycopg
 
-    from ._history import History
     from ._script import prepare
     from ._snapshot import diff, take
 
-    history = History.resolve(conn, table, schema)
+    conn, history = s.conn, s.history
     protected = history.protected
     # Every migration file is checked before the first one runs, as ``up`` does.
     scripts = [prepare(m.read(), m.path, protected=protected) for m in migrations]
-    history.ensure(conn)
     exclude = (history.table, history.log_table)
 
     def snapshot() -> Snapshot:
@@ -335,7 +325,7 @@ def _run(conn: psycopg.Connection, migrations: Sequence[files.Migration], table:
         rest = [later.label for later in migrations[i + 1:]]
         before = current
         try:
-            _apply(conn, history, m, script)
+            _apply(s, m, script)
         except failures as exc:
             reports.append(_report(m, [f"apply failed: {_text(exc)}"]))
             return reports, rest
@@ -350,7 +340,7 @@ def _run(conn: psycopg.Connection, migrations: Sequence[files.Migration], table:
             continue
         info = _data_loss(conn, rollback)
         try:
-            _revert(conn, history, m, rollback)
+            _revert(s, m, rollback)
         except failures as exc:
             # A rollback without a transaction may have stopped part way: look again.
             current = snapshot()
@@ -359,7 +349,7 @@ def _run(conn: psycopg.Connection, migrations: Sequence[files.Migration], table:
         differences = diff(before, snapshot())
         problems = [d.describe() for d in differences]
         try:
-            _apply(conn, history, m, script)
+            _apply(s, m, script)
         except failures as exc:
             problems.append(f"re-apply failed: {_text(exc)}")
             reports.append(_report(m, problems, info, differences))
@@ -405,27 +395,13 @@ def _data_loss(conn: psycopg.Connection, rollback: Script) -> list[str]:
     return [f"the rollback destroys data (line {f.line}): {f.describe()}" for f in findings]
 
 
-def _apply(conn: psycopg.Connection, history: History, m: files.Migration, script: Script) -> None:
-    from . import _execute as execute
+def _apply(s: Session, m: files.Migration, script: Script) -> None:
+    from ._step import Step, run
 
-    record = history.record_applied(version=m.version, name=m.name, checksum=m.checksum, out_of_order=False)
-    if not script.no_transaction:
-        execute.run_in_transaction(conn, script, m.label, record)
-        return
-    history.mark_running(conn, version=m.version, name=m.name, checksum=m.checksum, out_of_order=False)
-    execute.run_without_transaction(conn, script, m.label, history, m.version)
-    history.write(conn, record)
+    run(s, Step(m, script, "up", m.checksum))
 
 
-def _revert(conn: psycopg.Connection, history: History, m: files.Migration, script: Script) -> None:
-    from . import _execute as execute
+def _revert(s: Session, m: files.Migration, script: Script) -> None:
+    from ._step import Step, run
 
-    assert m.rollback is not None
-    label = m.rollback.name[: -len(".sql")]
-    record = history.record_removed(version=m.version, name=m.name, checksum=m.checksum)
-    if not script.no_transaction:
-        execute.run_in_transaction(conn, script, label, record)
-        return
-    history.mark_rollback_running(conn, m.version)
-    execute.run_without_transaction(conn, script, label, history, m.version, rollback=True)
-    history.write(conn, record)
+    run(s, Step(m, script, "down", m.checksum))

@@ -46,18 +46,18 @@ def test_down_one_step_by_default_then_steps_and_to(database_url, conn, mdir):
     m = sqlmigrate.Migrator(database_url, mdir.path)
     m.up()
     r = m.down()
-    assert [(a.label, a.direction) for a in r.applied] == [("0003_c", "down")] and r.findings == ()
+    assert [(a.label, a.direction) for a in r.steps] == [("0003_c", "down")] and r.findings == ()
     assert versions(conn) == [1, 2] and not exists(conn, "c")
     m.up()
     r = m.down(2)
-    assert [a.label for a in r.applied] == ["0003_c", "0002_b"]  # newest first
+    assert [a.label for a in r.steps] == ["0003_c", "0002_b"]  # newest first
     assert versions(conn) == [1] and not exists(conn, "b") and exists(conn, "a")
     m.up()
     r = m.down(to=1)
-    assert [a.label for a in r.applied] == ["0003_c", "0002_b"] and versions(conn) == [1]
+    assert [a.label for a in r.steps] == ["0003_c", "0002_b"] and versions(conn) == [1]
     r = m.down(to=0)
-    assert [a.label for a in r.applied] == ["0001_a"] and versions(conn) == []
-    assert m.down().applied == ()  # nothing applied: nothing to do
+    assert [a.label for a in r.steps] == ["0001_a"] and versions(conn) == []
+    assert m.down().steps == ()  # nothing applied: nothing to do
     downs = [r for r in log_rows(conn) if r[1] == "down"]
     assert downs == [(3, "down", "ok"), (3, "down", "ok"), (2, "down", "ok"), (3, "down", "ok"),
                      (2, "down", "ok"), (1, "down", "ok")]
@@ -73,7 +73,7 @@ def test_steps_beyond_applied_rolls_back_all_and_bad_arguments_refused(database_
         m.down(0)
     with pytest.raises(ConfigurationError):
         m.down(2, to=1)
-    assert [a.label for a in m.down(5).applied] == ["0002_b", "0001_a"]
+    assert [a.label for a in m.down(5).steps] == ["0002_b", "0001_a"]
     assert versions(conn) == []
 
 
@@ -135,7 +135,7 @@ def test_no_transaction_rollback_runs_statement_by_statement(database_url, conn,
                "-- sqlmigrate: no-transaction\nDROP INDEX CONCURRENTLY a_id;\nDROP TABLE a;\n")
     sqlmigrate.up(database_url, mdir.path)
     r = sqlmigrate.Migrator(database_url, mdir.path).down()
-    assert r.applied[0].no_transaction
+    assert r.steps[0].no_transaction
     assert versions(conn) == [] and not exists(conn, "a") and log_rows(conn)[-1] == (1, "down", "ok")
 
 
@@ -193,7 +193,7 @@ def test_data_loss_raises_and_leaves_everything_intact(with_data, conn):
 
 def test_confirm_proceeds_and_reports_findings(with_data, conn):
     r = with_data.down(2, confirm=True)
-    assert [a.label for a in r.applied] == ["0002_col", "0001_t"]
+    assert [a.label for a in r.steps] == ["0002_col", "0001_t"]
     assert [f.object for f in r.findings] == ["public.t.extra", "public.t"]
     assert not exists(conn, "t") and versions(conn) == []
     # The audit log keeps what was destroyed with confirmation, with each rollback.
@@ -215,7 +215,7 @@ def test_callback_decides(with_data, conn):
     assert [f.object for f in seen[0]] == ["public.t.extra"]
     assert conn.execute("SELECT count(extra) FROM t").fetchone() == (2,)
     r = with_data.down(on_data_loss=lambda findings: True)
-    assert [a.label for a in r.applied] == ["0002_col"]
+    assert [a.label for a in r.steps] == ["0002_col"]
     assert conn.execute("SELECT count(*) FROM t").fetchone() == (3,) and versions(conn) == [1]
 
 
@@ -235,8 +235,8 @@ def test_empty_objects_need_no_confirmation(database_url, conn, mdir):
 
 def test_dry_run_shows_findings_and_sql_and_changes_nothing(with_data, conn):
     r = with_data.down(2, dry_run=True)
-    assert r.dry_run and [a.label for a in r.applied] == ["0002_col", "0001_t"]
-    assert r.applied[1].sql == "DROP TABLE t;"
+    assert r.dry_run and [a.label for a in r.steps] == ["0002_col", "0001_t"]
+    assert r.steps[1].sql == "DROP TABLE t;"
     assert [f.object for f in r.findings] == ["public.t.extra", "public.t"]
     assert versions(conn) == [1, 2] and conn.execute("SELECT count(*) FROM t").fetchone() == (3,)
 

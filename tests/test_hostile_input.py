@@ -463,7 +463,7 @@ def test_password_never_in_exceptions_or_log_records(password_server, tmp_path, 
         with pytest.raises(SqlMigrateError) as err:
             sqlmigrate.up(url, mdir.path)
         texts += [f"{type(e).__name__}: {e} {e.args!r}" for e in _chain(err.value)]
-    assert sqlmigrate.up(good, mdir.path).applied
+    assert sqlmigrate.up(good, mdir.path).steps
     mdir.write("0002_bad.sql", "SELECT * FROM missing_table;\n")
     with pytest.raises(SqlMigrateError) as err:
         sqlmigrate.up(good, mdir.path)

@@ -29,7 +29,7 @@ def test_up_applies_in_order_records_history_and_is_then_a_noop(database_url, co
     mdir.write("0001_a.sql", "CREATE TABLE a (id int PRIMARY KEY);")
     mdir.write("0010_c.sql", "INSERT INTO a (id, note) VALUES (1, 'x');")
     result = sqlmigrate.up(database_url, mdir.path)
-    assert [a.label for a in result.applied] == ["0001_a", "0002_b", "0010_c"]
+    assert [a.label for a in result.steps] == ["0001_a", "0002_b", "0010_c"]
     assert history(conn) == [(1, "a", "applied", False), (2, "b", "applied", False), (10, "c", "applied", False)]
     assert conn.execute("SELECT id, note FROM a").fetchall() == [(1, "x")]
     row = conn.execute("SELECT checksum, execution_ms >= 0, applied_by = current_user FROM schema_migrations"
@@ -38,7 +38,7 @@ def test_up_applies_in_order_records_history_and_is_then_a_noop(database_url, co
     assert [r[:3] for r in log_rows(conn)] == [(1, "up", "ok"), (2, "up", "ok"), (10, "up", "ok")]
 
     again = sqlmigrate.up(database_url, mdir.path)
-    assert again.applied == ()
+    assert again.steps == ()
     assert len(history(conn)) == 3
 
 
@@ -202,7 +202,7 @@ def test_no_transaction_migration_runs_create_index_concurrently(database_url, c
     mdir.write("0002_idx.sql", "-- sqlmigrate: no-transaction\nCREATE INDEX CONCURRENTLY t_id ON t (id);\n"
                                "VACUUM t;\n")
     result = sqlmigrate.up(database_url, mdir.path)
-    assert [a.no_transaction for a in result.applied] == [False, True]
+    assert [a.no_transaction for a in result.steps] == [False, True]
     assert conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 't_id'::regclass").fetchone() == (True,)
     assert history(conn)[1] == (2, "idx", "applied", False)
 
@@ -281,7 +281,7 @@ def test_up_to_a_version(database_url, conn, mdir):
 def test_dry_run_changes_nothing(database_url, conn, mdir):
     mdir.write("0001_a.sql", "CREATE TABLE a (id int);")
     result = sqlmigrate.Migrator(database_url, mdir.path).up(dry_run=True)
-    assert result.dry_run and [a.sql for a in result.applied] == ["CREATE TABLE a (id int);"]
+    assert result.dry_run and [a.sql for a in result.steps] == ["CREATE TABLE a (id int);"]
     assert tables(conn) == set()
 
 

@@ -1,0 +1,293 @@
+"""One session with the database: the connection, where the history lives, how the migration lock
+is held, timeouts, and the isolation of one step from the next.
+
+Every step's transaction starts with a guard that takes the migration lock at transaction level
+and checks the history row it is about to write: a transaction that cannot prove it holds the lock
+(a transaction pooler moved it to another server session) or that finds the work already done
+applies nothing. sqlmigrate's own settings are ``SET LOCAL`` inside that transaction, and the
+session state a migration leaves (``SET``, temporary tables, prepared statements) is reset after it
+in the same message, so nothing leaks into the next migration or onto a pooled server session.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from psycopg import sql
+
+from . import _lock as lock
+from ._config import LOCK_STRATEGIES
+from ._execute import ALREADY_DONE, LOCK_BUSY
+from ._errors import ConfigurationError, ConnectError, DatabaseError, PrivilegeError, SqlMigrateError
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from ._history import History, Row
+
+log = logging.getLogger("sqlmigrate")
+
+# What a fresh psql session would not have: the state a migration may leave behind. Not DISCARD
+# ALL, which would also drop the session lock that the run keeps.
+_RESET = "RESET ALL;DEALLOCATE ALL;CLOSE ALL;UNLISTEN *;DISCARD TEMP;DISCARD SEQUENCES"
+
+
+
+class Session:
+    """An open connection with its history location and lock strategy; see :func:`open_session`."""
+
+    def __init__(self, conn: psycopg.Connection, history: History, *, conninfo: str | None,
+                 strategy: str, lock_timeout: float, statement_timeout: float | None) -> None:
+        self.conn = conn
+        self.history = history
+        self.conninfo = conninfo
+        self.strategy = strategy
+        self.lock_timeout = lock_timeout
+        self.statement_timeout = statement_timeout
+        self._run_lock = False
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    def rows(self) -> list[Row]:
+        with translate("reading the history"):
+            return self.history.rows(self.conn)
+
+    # -- the migration lock -------------------------------------------------------------------------
+
+    @property
+    def per_transaction(self) -> bool:
+        """True when the lock is only ever held inside a step's own transaction (no session state)."""
+        return self.strategy in ("transaction", "table")
+
+    def history_exists(self) -> bool:
+        with translate("reading the history"):
+            return self.history.exists(self.conn)
+
+    @contextmanager
+    def locked(self, *, create: bool = True) -> Iterator[None]:
+        """Hold the migration lock for a run: with the ``session`` strategy, a session-level advisory
+        lock for the whole block; otherwise each step's guard takes it for its own transaction.
+        The history tables are created first when missing (unless not ``create``)."""
+        with translate("taking the migration lock"):
+            if self.strategy == "auto":
+                self.strategy = lock.detect_strategy(self.conn, self.conninfo)
+                log.debug("lock strategy: %s", self.strategy)
+            if not self.per_transaction:
+                key = self.history.lock_key()
+                lock.acquire(self.conn, key, self.lock_timeout, self.history.display)
+                self._run_lock = True
+        try:
+            if create:
+                self._ensure()
+            yield
+        finally:
+            if self._run_lock:
+                self._run_lock = False
+                try:
+                    lock.release(self.conn, key)
+                except Exception:
+                    pass  # closing the session releases it too
+
+    def _ensure(self) -> None:
+        """Create the history tables (and the lock table of the ``table`` strategy) when missing."""
+        if self.strategy == "table":
+            self.history.ensure_lock_table(self.conn)
+        if self.history.ready(self.conn):
+            return
+        self.transaction(self.history.create_sql(self.conn), "creating the history tables")
+
+    def wait_turn(self, deadline: float, delay: float) -> float:
+        """After a guard found the lock busy: sleep, or raise once the lock timeout is spent."""
+        if not self.per_transaction:
+            raise DatabaseError(
+                "the migration lock of this session is no longer visible to its transactions: the "
+                "connection goes through a transaction pooler (PgBouncer pool_mode=transaction, "
+                "Supavisor, RDS Proxy), which moves transactions between server sessions. Nothing was "
+                "applied by this transaction. Use --lock-strategy transaction, or a direct or "
+                "session-pooled URL", LOCK_BUSY)
+        now = time.monotonic()
+        if now >= deadline:
+            raise lock.timeout_error(self.history.display, self.lock_timeout)
+        time.sleep(min(delay, deadline - now))
+        return min(delay * 2, 0.5)
+
+    # -- what a step's transaction starts and ends with ---------------------------------------------
+
+    def begin(self, version: int | None = None, *, applied: bool | None = None,
+              checksum: str | None = None) -> list[str]:
+        """The statements that open a step's transaction: BEGIN, sqlmigrate's own settings (local to
+        the transaction), and the guard. With ``version``, the guard also checks that its history
+        row is applied (``applied=True``, with ``checksum`` if given) or not (``applied=False``)."""
+        statements = ["BEGIN"]
+        if self.statement_timeout:
+            statements.append(f"SET LOCAL statement_timeout = {int(self.statement_timeout * 1000)}")
+        if self.conn.info.server_version >= 140000:
+            # The server notices within a second when this client dies, instead of running an
+            # orphaned statement (and holding the lock) to its end.
+            statements.append("SET LOCAL client_connection_check_interval = 1000")
+        statements.append(self._guard(version, applied, checksum).as_string(self.conn))
+        return statements
+
+    def _guard(self, version: int | None, applied: bool | None, checksum: str | None) -> sql.Composed:
+        if self.strategy == "table":
+            take = sql.SQL(
+                "BEGIN PERFORM 1 FROM {} WHERE id = 1 FOR UPDATE NOWAIT;"
+                " EXCEPTION WHEN lock_not_available THEN RAISE EXCEPTION 'sqlmigrate: the migration lock"
+                " is held by another process' USING ERRCODE = {busy}; END;"
+            ).format(self.history.lock_ident, busy=sql.Literal(LOCK_BUSY))
+        else:
+            take = sql.SQL(
+                "IF NOT pg_try_advisory_xact_lock({key}) THEN RAISE EXCEPTION 'sqlmigrate: the migration"
+                " lock is held by another process' USING ERRCODE = {busy}; END IF;"
+            ).format(key=sql.Literal(self.history.lock_key()), busy=sql.Literal(LOCK_BUSY))
+        check: sql.Composable = sql.SQL("")
+        if version is not None:
+            condition = sql.SQL("version = {} AND state = 'applied'").format(sql.Literal(version))
+            if checksum is not None:
+                condition += sql.SQL(" AND checksum = {}").format(sql.Literal(checksum))
+            check = sql.SQL(
+                " IF {neg} EXISTS (SELECT FROM {history} WHERE {condition}) THEN RAISE EXCEPTION"
+                " 'sqlmigrate: version {version} was {what} by another process' USING ERRCODE = {done};"
+                " END IF;"
+            ).format(neg=sql.SQL("NOT" if applied else ""), history=self.history.ident,
+                     condition=condition, version=sql.SQL(str(int(version))),
+                     what=sql.SQL("rolled back" if applied else "applied"), done=sql.Literal(ALREADY_DONE))
+        return sql.SQL("DO $sqlmigrate$ BEGIN {take}{check} END $sqlmigrate$").format(take=take, check=check)
+
+    @property
+    def reset(self) -> str:
+        """Sent after each step's COMMIT or ROLLBACK, in the same message (so a transaction pooler
+        runs it on the same server session): the next step sees a fresh session."""
+        return _RESET
+
+    def transaction(self, body: str, doing: str) -> None:
+        """Run sqlmigrate's own ``body`` in one guarded transaction, waiting for the lock if busy."""
+        from . import _execute as execute
+
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.05
+        while True:
+            try:
+                with translate(doing):
+                    execute.run_own(self.conn, self.begin(), body, self.reset)
+                return
+            except execute.GuardFailed:
+                delay = self.wait_turn(deadline, delay)
+
+    def set_session_timeouts(self) -> None:
+        """Session-level settings for a no-transaction step (which has no transaction to be local
+        to); the reset after the step removes them."""
+        from . import _execute as execute
+
+        settings = []
+        if self.statement_timeout:
+            settings.append(f"SET statement_timeout = {int(self.statement_timeout * 1000)}")
+        if self.conn.info.server_version >= 140000:
+            settings.append("SET client_connection_check_interval = 1000")
+        if settings:
+            execute.send(self.conn, ";".join(settings))
+
+
+@contextmanager
+def open_session(database: Any, *, table: str, schema: str | None, lock_strategy: str = "auto",
+                 lock_timeout: float, statement_timeout: float | None) -> Iterator[Session]:
+    """Connect (or adopt an open ``psycopg.Connection``), find the history, and close or hand the
+    connection back on the way out."""
+    from ._history import History
+
+    if lock_strategy not in LOCK_STRATEGIES:
+        # ``auto`` becomes ``session`` or ``transaction`` when the lock is first needed
+        raise ConfigurationError(f"invalid lock strategy {lock_strategy!r}: one of {', '.join(LOCK_STRATEGIES)}")
+    with _connection(database) as (conn, conninfo), translate("opening the session"):
+        history = History.locate(conn, table, schema)
+        yield Session(conn, history, conninfo=conninfo, strategy=lock_strategy, lock_timeout=lock_timeout,
+                      statement_timeout=statement_timeout)
+
+
+@contextmanager
+def _connection(database: Any) -> Iterator[tuple[psycopg.Connection, str | None]]:
+    import psycopg
+
+    if isinstance(database, psycopg.Connection):
+        with _adopted(database) as conn:
+            yield conn, None
+        return
+    from ._connection import conninfo_of, connect
+
+    conninfo = conninfo_of(database)
+    conn = connect(conninfo)
+    try:
+        yield conn, conninfo
+    finally:
+        conn.close()
+
+
+@contextmanager
+def _adopted(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """The caller's connection, in autocommit and without prepared statements (which a transaction
+    pooler cannot keep) while sqlmigrate uses it; handed back as it came."""
+    if conn.info.transaction_status != 0:  # IDLE
+        raise ConfigurationError(
+            "the connection passed to sqlmigrate has an open transaction; commit or roll it "
+            "back first (sqlmigrate runs each migration in a transaction of its own)"
+        )
+    autocommit, threshold = conn.autocommit, conn.prepare_threshold
+    conn.autocommit = True
+    conn.prepare_threshold = None
+    try:
+        yield conn
+    finally:
+        if not conn.closed:
+            try:
+                # The isolation reset deallocated the server's prepared statements: let psycopg
+                # forget its own (it does so when it sees this command).
+                conn.execute("DEALLOCATE ALL")
+            except Exception:
+                pass
+            conn.autocommit = autocommit
+            conn.prepare_threshold = threshold
+
+
+@contextmanager
+def translate(doing: str) -> Iterator[None]:
+    """A database error in sqlmigrate's own work becomes a :class:`SqlMigrateError` with a clear
+    message and exit code (migrations' own errors are :class:`MigrationError` already)."""
+    import psycopg
+
+    try:
+        yield
+    except SqlMigrateError:
+        raise
+    except psycopg.Error as exc:
+        raise database_error(exc, doing) from None
+
+
+def database_error(exc: Exception, doing: str) -> SqlMigrateError:
+    from ._connection import mask
+
+    state = getattr(exc, "sqlstate", None)
+    text = mask(str(exc).strip()) or type(exc).__name__
+    if state == "42501":
+        return PrivilegeError(
+            f"permission denied while {doing}: {text}; the role needs USAGE and CREATE on the history's "
+            "schema (or SELECT, INSERT, UPDATE and DELETE on an existing history table and its log)",
+            state)
+    if state == "25006":
+        return PrivilegeError(
+            f"the database is read-only ({text}) while {doing}: a read replica, a read-only transaction "
+            "or default_transaction_read_only; point sqlmigrate at the primary with a role that may "
+            "write", state)
+    if (state or "").startswith("08") or state is None and isinstance(exc, psycopg_operational()):
+        return ConnectError(f"lost the connection to the database while {doing}: {text}")
+    return DatabaseError(f"the database refused {doing}: {text}" + (f" (SQLSTATE {state})" if state else ""),
+                         state)
+
+
+def psycopg_operational() -> type[Exception]:
+    import psycopg
+
+    return psycopg.OperationalError

@@ -1,0 +1,109 @@
+"""The one executor: running a step (a migration, or its rollback) in either mode and recording it.
+
+``up``, ``down`` and ``verify`` all run their steps here. A transactional step runs in one
+transaction together with its history and log rows, opened by the session's guard; a
+``no-transaction`` step runs statement by statement under the session's run lock, with a history
+row saying how far it got. Either way the session is reset afterwards, as if each file had run in
+a fresh psql session.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from . import _execute as execute
+from ._errors import SqlMigrateError
+
+if TYPE_CHECKING:
+    from psycopg import sql
+
+    from ._files import Migration
+    from ._script import Script
+    from ._session import Session
+
+log = logging.getLogger("sqlmigrate")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One file to run: a migration (``up``) or its rollback (``down``)."""
+
+    migration: Migration
+    script: Script
+    direction: str  # "up" | "down"
+    #: the checksum to record (up) or that the history row must still have (down)
+    checksum: str
+    out_of_order: bool = False
+    #: what the rollback destroyed with confirmation, for the log
+    detail: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.migration.label if self.direction == "up" else f"rollback of {self.migration.label}"
+
+
+def run(session: Session, step: Step) -> float | None:
+    """Run ``step``; return its duration in ms, or None when another process already did it."""
+    try:
+        if step.script.no_transaction:
+            return _run_without_transaction(session, step)
+        return _run_in_transaction(session, step)
+    except SqlMigrateError as exc:
+        _log_failure(session, step, exc)
+        raise
+
+
+def _record(session: Session, step: Step, execution_ms: int | None = None) -> sql.Composed:
+    m, history = step.migration, session.history
+    if step.direction == "up":
+        return history.record_applied(version=m.version, name=m.name, checksum=step.checksum,
+                                      out_of_order=step.out_of_order, execution_ms=execution_ms)
+    return history.record_removed(version=m.version, name=m.name, checksum=step.checksum, detail=step.detail)
+
+
+def _run_in_transaction(session: Session, step: Step) -> float | None:
+    up = step.direction == "up"
+    begin = session.begin(step.migration.version, applied=not up, checksum=None if up else step.checksum)
+    deadline = time.monotonic() + session.lock_timeout
+    delay = 0.05
+    while True:
+        try:
+            return execute.run_in_transaction(session.conn, step.script, step.label, _record(session, step),
+                                              begin=begin, reset=session.reset)
+        except execute.GuardFailed as refused:
+            if not refused.busy:
+                log.info("%s: already done by another process", step.label)
+                return None
+            delay = session.wait_turn(deadline, delay)
+
+
+def _run_without_transaction(session: Session, step: Step) -> float:
+    conn, history, m = session.conn, session.history, step.migration
+    if step.direction == "up":
+        history.mark_running(conn, version=m.version, name=m.name, checksum=step.checksum,
+                             out_of_order=step.out_of_order)
+    else:
+        history.mark_rollback_running(conn, m.version)
+    session.set_session_timeouts()
+    try:
+        ms = execute.run_without_transaction(conn, step.script, step.label, history, m.version,
+                                             rollback=step.direction == "down")
+    finally:
+        execute.rollback_if_open(conn, session.reset)
+    history.write(conn, _record(session, step, round(ms)))
+    return ms
+
+
+def _log_failure(session: Session, step: Step, exc: Exception) -> None:
+    """The failure goes into the append-only log, after the rollback (a best effort: the
+    connection may be what failed)."""
+    m, history = step.migration, session.history
+    try:
+        execute.rollback_if_open(session.conn)
+        history.write(session.conn, history.log_row(version=m.version, name=m.name, direction=step.direction,
+                                                    outcome="failed", checksum=step.checksum, error=str(exc)))
+    except Exception:
+        log.warning("could not record the failure of %s in %s", m.label, history.log_table)
