@@ -84,7 +84,7 @@ def advisory_locks(conn: psycopg.Connection) -> list[tuple]:
         " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())").fetchall()
 
 
-SESSION_SETTINGS = ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout",
+SESSION_SETTINGS = ("application_name", "statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout",
                     "client_connection_check_interval")
 
 
@@ -441,6 +441,47 @@ def test_connection_lost_during_a_run_is_a_clear_error(database_url, conn, mdir,
     assert "connection" in err.lower() and any(w in err.lower() for w in ("lost", "closed", "terminat")), err
     assert (1, "applied") in history(conn)
     assert (2, "applied") not in history(conn) and not exists(conn, "public.b") and not exists(conn, "public.c")
+
+
+def _backends(conn: psycopg.Connection, where: str) -> list[int]:
+    return [r[0] for r in conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        f" AND {where}").fetchall()]
+
+
+def test_connection_lost_while_waiting_for_the_migration_lock_is_a_clear_error(database_url, conn, mdir, tmp_path):
+    mdir.write("0001_sleep.sql", "SELECT pg_sleep(20);\nCREATE TABLE a (id int);\n")
+    cmd = [sys.executable, "-m", "sqlmigrate", "up", "--dir", str(mdir), "--lock-timeout", "60"]
+    popen = dict(env=_env(database_url), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(cmd, **popen)
+    waiter = None
+    try:
+        deadline = time.monotonic() + 30
+        while not _backends(conn, "query LIKE '%pg_sleep(20)%'") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        busy = set(_backends(conn, "true"))
+        theirs: list[int] = []
+        waiter = subprocess.Popen(cmd, **popen)
+        # The waiter's sessions: everything that appears on the database once it started.
+        while time.monotonic() < deadline and waiter.poll() is None:
+            time.sleep(1.0)  # let it settle into waiting for the lock
+            theirs = [pid for pid in _backends(conn, "true") if pid not in busy]
+            if theirs:
+                break
+        assert theirs, "the second `up` never connected"
+        conn.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (theirs,))
+        time.sleep(0.5)
+        conn.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (list(busy),))
+        out, err = waiter.communicate(timeout=60)
+    finally:
+        for p in (holder, waiter):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.communicate()
+    assert "Traceback" not in err, err
+    if waiter.returncode != 0:  # it may also reconnect and wait on, as long as nothing runs twice
+        assert waiter.returncode in (1, 5), (waiter.returncode, out, err)
+        assert "connection" in err.lower() and any(w in err.lower() for w in ("lost", "closed", "terminat")), err
 
 
 # -- i. a configuration variable set but empty ---------------------------------------------------------
