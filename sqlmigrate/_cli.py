@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from . import _config as config
-from ._connection import describe, mask
-from ._errors import SqlMigrateError
+from ._connection import SPELLINGS, describe, mask, normalize
+from ._errors import ConfigurationError, MigrationError, SqlMigrateError
 
 EXIT_CODES = """\
 exit codes:
@@ -26,12 +26,25 @@ exit codes:
   5  could not connect, or could not get the migration lock in time
 """
 
-CONNECTION_HELP = """\
-connection: --database URL, else SQLMIGRATE_DATABASE_URL, else DATABASE_URL (libpq URLs, key=value
-strings and SQLAlchemy spellings such as postgresql+psycopg2:// work). With none of them set, an
-embedded PostgreSQL kept in ./.sqlmigrate/ is used (refused when SQLMIGRATE_ENV or ENVIRONMENT is
-production).
+CONNECTION_HELP = f"""\
+connection: --database URL, else the environment variable SQLMIGRATE_DATABASE_URL, else DATABASE_URL.
+The first of them that is set is used; one that is set but empty is an error (exit 2), never a
+fall-back. With none of them set, an embedded PostgreSQL kept in ./.sqlmigrate/ is used (installed
+with the 'embedded' extra; refused when SQLMIGRATE_ENV or ENVIRONMENT is production). A password
+never appears in any output.
+{SPELLINGS}
 """
+
+NEW_EXIT_CODES = """\
+exit codes:
+  0  created
+  2  usage error, a description with no letters or digits, or a bad migration file in the directory
+"""
+
+# Options each command uses; --dir and -q are everyone's. The top level takes them all.
+_CONNECTS = frozenset({"--database", "--table", "--schema"})
+_LOCKS = frozenset({"--lock-timeout", "--lock-strategy"})
+_RUNS_SQL = frozenset({"--statement-timeout"})
 
 
 class _Printer:
@@ -53,23 +66,44 @@ class _Printer:
 
     def always(self, text: str) -> None:
         self.clear()
-        print(text, file=self.stream, flush=True)
+        _write(self.stream, text + "\n")
 
     def error(self, text: str) -> None:
         self.clear()
-        print(text, file=sys.stderr, flush=True)
+        _write(sys.stderr, text + "\n")
 
     def status(self, text: str) -> None:
         if self.live:
-            sys.stderr.write("\r\033[K" + text[: shutil.get_terminal_size().columns - 1])
-            sys.stderr.flush()
+            _write(sys.stderr, "\r\033[K" + text[: shutil.get_terminal_size().columns - 1])
             self.showing = True
 
     def clear(self) -> None:
         if self.showing:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
+            _write(sys.stderr, "\r\033[K")
             self.showing = False
+
+
+def _write(stream: TextIO, text: str) -> None:
+    """Write and flush. When the reader has gone (``sqlmigrate status | head -1``), the rest of the
+    output is dropped quietly and the command still finishes its work: an ``up`` piped into ``head``
+    must not stop between two migrations. The exit code stays the command's own."""
+    try:
+        stream.write(text)
+        stream.flush()
+    except BrokenPipeError:
+        _discard(stream)
+
+
+def _discard(stream: TextIO) -> None:
+    """Point ``stream``'s file descriptor at /dev/null, so later writes and the interpreter's final
+    flush of what is still buffered succeed instead of printing "Exception ignored ... BrokenPipeError"."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 class _LogToPrinter(logging.Handler):
@@ -90,12 +124,25 @@ class _LogToPrinter(logging.Handler):
             self.printer.line(text)
 
 
-def _common_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+class _Only:
+    """An argument group that takes only the options a command uses, so its --help lists no others."""
+
+    def __init__(self, group: Any, uses: frozenset[str] | None) -> None:
+        self.group = group
+        self.uses = uses
+
+    def add_argument(self, *flags: str, **kwargs: Any) -> None:
+        if self.uses is None or not self.uses.isdisjoint(flags) or {"--dir", "--quiet"} & set(flags):
+            self.group.add_argument(*flags, **kwargs)
+
+
+def _common_options(parser: argparse.ArgumentParser, suppress: bool, uses: frozenset[str] | None = None) -> None:
     default: Any = argparse.SUPPRESS if suppress else None
-    g = parser.add_argument_group("options (before or after the command)")
+    g = _Only(parser.add_argument_group("options (before or after the command)"), uses)
     g.add_argument("--dir", default=default, metavar="DIR",
                    help="migration directory (env SQLMIGRATE_DIR, [tool.sqlmigrate] dir; default sql)")
-    g.add_argument("--database", default=default, metavar="URL", help="connection string (see below)")
+    g.add_argument("--database", default=default, metavar="URL",
+                   help="connection string (see 'connection' below; default: the environment)")
     g.add_argument("--table", default=default, metavar="NAME",
                    help="history table (default schema_migrations; its log is NAME_log)")
     g.add_argument("--schema", default=default, metavar="NAME",
@@ -129,13 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    def command(name: str, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help, epilog=EXIT_CODES,
+    def command(name: str, help: str, uses: frozenset[str] = _CONNECTS) -> argparse.ArgumentParser:
+        epilog = CONNECTION_HELP + "\n" + EXIT_CODES if "--database" in uses else NEW_EXIT_CODES
+        p = sub.add_parser(name, help=help, description=help, epilog=epilog,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        _common_options(p, suppress=True)
+        _common_options(p, suppress=True, uses=uses)
         return p
 
-    p = command("up", "apply pending migrations in version order")
+    p = command("up", "apply pending migrations in version order", _CONNECTS | _LOCKS | _RUNS_SQL)
     p.add_argument("--to", type=int, metavar="V", help="apply only up to version V")
     p.add_argument("--dry-run", action="store_true", help="print the plan and the SQL; change nothing")
     p.add_argument("--allow-out-of-order", action="store_true",
@@ -148,12 +196,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("check", "exit 0 only if the database matches the files exactly (exit 3 if not)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--drift", action="store_true",
+                   help="also compare the database's schema with the schema file (see dump): every object "
+                        "missing, extra or different is drift (exit 3)")
+    p.add_argument("--schema-file", metavar="PATH", help="the schema file (default: DIR/schema.sql)")
 
-    p = command("new", "create the next-numbered migration and its rollback file")
-    p.add_argument("name", help="letters, digits, '_' and '-', e.g. add_users_email")
+    p = command("dump", "write the database's schema, read from the catalogs (no pg_dump), to the schema file "
+                        "DIR/schema.sql: one block per object, sorted; commit it beside the migrations")
+    p.add_argument("--output", "-o", metavar="PATH", help="where to write it (default: DIR/schema.sql; - for stdout)")
+
+    p = command("new", "create the next-numbered migration and its rollback file; needs no database",
+                frozenset())
+    p.add_argument("description", metavar="DESCRIPTION",
+                   help="what the migration does, in any language: \"add users email\" makes "
+                        "0003_add_users_email.sql (letters and digits are kept, lower-cased; other "
+                        "characters become '_')")
 
     p = command("down", "run the rollback files of the newest applied migrations, newest first "
-                        "(default: 1 step)")
+                        "(default: 1 step)", _CONNECTS | _LOCKS | _RUNS_SQL)
     which = p.add_mutually_exclusive_group()
     # No default: argparse lets a mutually exclusive option through when its value is the default.
     which.add_argument("--steps", type=int, metavar="N", help="roll back the newest N migrations (default 1)")
@@ -164,13 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the plan, the data-loss warning and the SQL; change nothing")
 
     p = command("baseline", "record versions up to V as applied without running them, for a database "
-                            "whose tables were built by other means")
+                            "whose tables were built by other means", _CONNECTS | _LOCKS)
     p.add_argument("version", type=int, metavar="V", help="the newest version the database already contains")
     p.add_argument("--force", action="store_true",
                    help="also on a database that already has history: only add the missing versions up to V")
 
     p = command("repair", "accept the current checksum of modified migrations, or resolve a no-transaction "
-                          "migration that stopped part way; each change is logged")
+                          "migration that stopped part way; each change is logged", _CONNECTS | _LOCKS)
     p.add_argument("versions", nargs="*", type=int, metavar="V",
                    help="modified migrations whose current checksum to accept (default: all of them)")
     p.add_argument("--applied", action="append", type=int, default=[], metavar="V",
@@ -182,9 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "renamed: record the file's name and checksum")
     p = command("verify", "in a throwaway database it creates and drops on the same server: apply each "
                           "migration, roll it back, check the schema is exactly as before, apply it again; "
-                          "exit 1 if any rollback is missing, fails or leaves the schema different")
+                          "exit 1 if any rollback is missing, fails or leaves the schema different",
+                _CONNECTS | _RUNS_SQL)
     p.add_argument("--scratch-database", metavar="URL",
-                   help="use this existing, empty database instead of creating one (it is not dropped)")
+                   help="use this existing, empty database (a connection string, see below) instead of "
+                        "creating one (it is not dropped)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = command("lint", "report the table locks each statement of the pending migrations (or FILES) takes "
@@ -209,7 +271,7 @@ def _version() -> str:
 def _migrator(settings: config.Settings, database: str) -> Any:
     from ._migrator import Migrator
 
-    return Migrator(database, settings.directory, table=settings.table, schema=settings.schema,
+    return Migrator(database, _directory(settings), table=settings.table, schema=settings.schema,
                     lock_timeout=settings.lock_timeout, statement_timeout=settings.statement_timeout)
 
 
@@ -282,6 +344,8 @@ def cmd_check(args: argparse.Namespace, settings: config.Settings, out: _Printer
 
     database = _database(settings, out, announce=not args.json)
     status = _migrator(settings, database).status()
+    if args.drift:
+        return _check_drift(args, settings, database, status, out)
     if args.json:
         out.always(json.dumps(status.as_dict(), indent=2))
     elif status.current:
@@ -291,6 +355,58 @@ def cmd_check(args: argparse.Namespace, settings: config.Settings, out: _Printer
     if not args.json:
         out.error(f"error: {not_current(status)}")
     return 3
+
+
+def _schema_file(settings: config.Settings, path: str | None) -> Path:
+    from ._schemafile import SCHEMA_FILE
+
+    return Path(path) if path else settings.directory / SCHEMA_FILE
+
+
+def _check_drift(args: argparse.Namespace, settings: config.Settings, database: str, status: Any,
+                 out: _Printer) -> int:
+    from ._migrator import not_current
+    from ._schemafile import drift
+
+    schema_file = _schema_file(settings, args.schema_file)
+    found = drift(database, schema_file, table=settings.table)
+    ok = status.current and not found
+    if args.json:
+        out.always(json.dumps({**status.as_dict(), "schema_file": str(schema_file),
+                               "drift": [d.as_dict() for d in found], "ok": ok}, indent=2))
+        return 0 if ok else 3
+    if not status.current:
+        out.error(f"error: {not_current(status)}")
+    if found:
+        out.error(f"error: the database's schema differs from {_shown(schema_file)} in {len(found)} object(s):\n"
+                  + "\n".join("  " + d.describe().replace("\n", "\n    ") for d in found)
+                  + "\n(a change made by hand, or a migration recorded but not really applied; if the "
+                    "migrations changed, run `sqlmigrate dump` on a database they built)")
+    if ok:
+        out.line(f"database is current and matches {_shown(schema_file)}: {status.summary()}")
+    return 0 if ok else 3
+
+
+def cmd_dump(args: argparse.Namespace, settings: config.Settings, out: _Printer) -> int:
+    from ._schemafile import dump
+
+    to_stdout = args.output == "-"
+    if to_stdout:
+        out.quiet = True  # the schema alone on stdout
+    database = _database(settings, out, announce=not to_stdout)
+    status = _migrator(settings, database).status()
+    if not status.current:
+        out.error(f"warning: the database is not current ({status.summary()}); the schema file describes "
+                  "it as it is, not as the migrations leave it")
+    target = None if to_stdout else _schema_file(settings, args.output)
+    result = dump(database, target, table=settings.table)
+    if to_stdout:
+        out.always(result.text.rstrip("\n"))
+    elif result.changed:
+        out.line(f"wrote {_shown(target)}: {result.objects} object(s)")  # type: ignore[arg-type]
+    else:
+        out.line(f"{_shown(target)} is up to date: {result.objects} object(s)")  # type: ignore[arg-type]
+    return 0
 
 
 def _print_status(status: Any, as_json: bool, out: _Printer) -> None:
@@ -401,9 +517,9 @@ def cmd_repair(args: argparse.Namespace, settings: config.Settings, out: _Printe
 def cmd_new(args: argparse.Namespace, settings: config.Settings, out: _Printer) -> int:
     from . import _files as files
 
-    up, down = files.create(settings.directory, args.name)
-    out.line(f"created {up}")
-    out.line(f"created {down}")
+    up, down = files.create(_directory(settings), args.description)
+    out.line(f"created {_shown(up)}")
+    out.line(f"created {_shown(down)}")
     return 0
 
 
@@ -413,7 +529,7 @@ def cmd_verify(args: argparse.Namespace, settings: config.Settings, out: _Printe
     if args.json:
         out.quiet = True  # progress lines would corrupt the JSON on stdout
     database = settings.database if args.scratch_database else _database(settings, out)
-    report = verify(database, settings.directory, scratch_database=args.scratch_database,
+    report = verify(database, _directory(settings), scratch_database=args.scratch_database,
                     table=settings.table, schema=settings.schema,
                     statement_timeout=settings.statement_timeout)
     if args.json:
@@ -434,7 +550,7 @@ def cmd_lint(args: argparse.Namespace, settings: config.Settings, out: _Printer)
     elif settings.database:
         paths = [e.migration.path for e in _migrator(settings, settings.database).status().pending]
     else:
-        paths = [m.path for m in files.discover(settings.directory)]
+        paths = [m.path for m in files.discover(_directory(settings))]
         out.error(f"note: no database configured: linting all {len(paths)} migration file(s) without "
                   "table sizes; set --database to lint only the pending ones, against that database")
     report = lint(paths, settings.database)
@@ -456,6 +572,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, config.Settings, _Printer], in
     "up": cmd_up,
     "status": cmd_status,
     "check": cmd_check,
+    "dump": cmd_dump,
     "new": cmd_new,
     "baseline": cmd_baseline,
     "repair": cmd_repair,
@@ -479,6 +596,24 @@ def _database(settings: config.Settings, out: _Printer, announce: bool = True) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    finally:
+        _flush_quietly()
+
+
+def _flush_quietly() -> None:
+    """Flush what is still buffered (``--help`` text, say) while its reader may have gone."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:
+            _discard(stream)
+        except (OSError, ValueError):
+            pass
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     out = _Printer(args.quiet)
@@ -487,17 +622,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger = logging.getLogger("sqlmigrate")
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
+    settings: config.Settings | None = None
     try:
         settings = config.resolve(
+            with_database=args.command != "new",
             directory=args.dir, database=args.database, table=args.table, schema=args.schema,
             lock_timeout=args.lock_timeout, statement_timeout=args.statement_timeout,
         )
         handler.database = database = settings.database
-        if settings.database and not getattr(args, "json", False):
+        if settings.database:
+            _check_connection_string(settings)
+        if settings.database and not getattr(args, "json", False) and getattr(args, "output", None) != "-":
             out.line(f"sqlmigrate: {describe(settings.database)}, migrations in {_shown(settings.directory)}")
         return COMMANDS[args.command](args, settings, out)
     except SqlMigrateError as exc:
-        out.error(f"error: {mask(str(exc), database)}")
+        out.error(f"error: {mask(_relative(exc), database)}")
+        hint = _embedded_hint(exc, settings)
+        if hint:
+            out.error(hint)
         return exc.exit_code
     except KeyboardInterrupt:
         out.error("interrupted")
@@ -505,6 +647,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         out.clear()
         logger.removeHandler(handler)
+
+
+def _check_connection_string(settings: config.Settings) -> None:
+    """A malformed string is a configuration error named after where it came from, found before the
+    header would quote it and before anything tries to connect."""
+    assert settings.database is not None
+    try:
+        normalize(settings.database)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{settings.database_source}: {exc}") from None
+
+
+def _embedded_hint(exc: SqlMigrateError, settings: config.Settings | None) -> str | None:
+    """What to do about a missing extension, when the embedded server (no database configured) ran
+    the migration: it ships without pgcrypto and uuid-ossp."""
+    if settings is None or settings.database is not None or not isinstance(exc, MigrationError):
+        return None
+    from . import _embedded as embedded
+
+    return embedded.missing_extension_hint(exc.server_message)
+
+
+def _directory(settings: config.Settings) -> Path:
+    """The migration directory as the library should get it: the library names files by joining
+    onto the directory it was given, so a directory relative to the working directory makes every
+    message read ``sql/0003_x.sql:4: ...``, as the user would type it."""
+    return Path(_shown(settings.directory))
+
+
+def _relative(exc: SqlMigrateError) -> str:
+    """The error's text, its file (``.path``) shown relative to the working directory when under it."""
+    text = str(exc)
+    path = getattr(exc, "path", None)
+    if path is not None and text.startswith(str(path)):
+        text = _shown(Path(path)) + text[len(str(path)):]
+    return text
 
 
 def _shown(path: Path) -> str:

@@ -19,6 +19,7 @@ DEFAULT_LOCK_TIMEOUT = 300.0
 class Settings:
     directory: Path
     database: str | None
+    database_source: str | None = None  # "--database" or the environment variable it came from
     table: str = DEFAULT_TABLE
     schema: str | None = None
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
@@ -53,8 +54,24 @@ def load_pyproject(start: Path) -> Mapping[str, Any]:
     return {}
 
 
-def database_from_env(env: Mapping[str, str]) -> str | None:
-    return env.get("SQLMIGRATE_DATABASE_URL") or env.get("DATABASE_URL") or None
+DATABASE_VARIABLES = ("SQLMIGRATE_DATABASE_URL", "DATABASE_URL")
+
+
+def database_from_env(env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The connection string and the variable it came from: the first of ``DATABASE_VARIABLES`` that
+    is set. Set but empty is an error, never a fall-back: ``export SQLMIGRATE_DATABASE_URL=
+    "$DATABASE_URL"`` with ``DATABASE_URL`` unset must not migrate some other database."""
+    for i, var in enumerate(DATABASE_VARIABLES):
+        if var not in env:
+            continue
+        if not env[var].strip():
+            then = " or ".join([*DATABASE_VARIABLES[i + 1:], "the embedded development database"])
+            raise ConfigurationError(
+                f"{var} is set but empty, so it names no database; nothing was done. Set it to a "
+                f"connection string (e.g. postgresql://user@host/dbname), or unset it to use {then}"
+            )
+        return env[var], var
+    return None, None
 
 
 def resolve(
@@ -67,11 +84,25 @@ def resolve(
     statement_timeout: float | None = None,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    with_database: bool = True,
 ) -> Settings:
+    """The settings of one run. ``with_database=False`` (for ``new``) leaves the database unresolved:
+    a command that needs none is not stopped by its configuration."""
     env = os.environ if env is None else env
     cwd = Path.cwd() if cwd is None else cwd
     project = load_pyproject(cwd)
-    raw_dir = directory or env.get("SQLMIGRATE_DIR") or project.get("dir") or "sql"
+    raw_dir = _first_set(("--dir", directory), ("SQLMIGRATE_DIR", env.get("SQLMIGRATE_DIR")),
+                         ("[tool.sqlmigrate] dir", project.get("dir"))) or "sql"
+    database_source: str | None = None
+    if not with_database:
+        database = None
+    elif database is not None:
+        database_source = "--database"
+        if not database.strip():
+            raise ConfigurationError("--database is empty: give a connection string, e.g. "
+                                     "--database postgresql://user@host/dbname")
+    else:
+        database, database_source = database_from_env(env)
     path = Path(str(raw_dir))
     if not path.is_absolute():
         path = cwd / path
@@ -80,12 +111,25 @@ def resolve(
     stmt = statement_timeout if statement_timeout is not None else project.get("statement_timeout")
     return Settings(
         directory=path,
-        database=database or database_from_env(env),
+        database=database,
+        database_source=database_source,
         table=_identifier("table", table or project.get("table") or DEFAULT_TABLE),
         schema=_identifier("schema", schema) if schema else None,
         lock_timeout=_seconds("lock_timeout", lock),
         statement_timeout=None if stmt is None else _seconds("statement_timeout", stmt),
     )
+
+
+def _first_set(*candidates: tuple[str, object]) -> object:
+    """The first value that is given (not ``None``), refusing an empty one by name."""
+    for name, value in candidates:
+        if value is None:
+            continue
+        if not str(value).strip():
+            raise ConfigurationError(f"{name} is set but empty: give the migration directory, or leave it "
+                                     "out to use the default (sql)")
+        return value
+    return None
 
 
 def _identifier(what: str, value: object) -> str:

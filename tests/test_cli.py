@@ -134,8 +134,9 @@ def test_new_creates_files(cli, mdir):
     r = cli("new", "add_users", "--dir", str(mdir), url=None)
     assert r.code == 0, r
     assert sorted(p.name for p in mdir.path.iterdir()) == ["0001_add_users.rollback.sql", "0001_add_users.sql"]
-    r = cli("new", "../../etc/evil", "--dir", str(mdir), url=None)
-    assert r.code == 2 and "invalid migration name" in r.err
+    r = cli("new", "../../etc/evil", "--dir", str(mdir), url=None)  # a description: its slug stays inside
+    assert r.code == 0 and "created sql/0002_etc_evil.sql" in r.out, r
+    assert sorted(p.name for p in mdir.path.iterdir())[-2:] == ["0002_etc_evil.rollback.sql", "0002_etc_evil.sql"]
 
 
 def test_embedded_database_refused_in_production(cli, mdir):

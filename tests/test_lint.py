@@ -164,7 +164,9 @@ def test_a_table_created_earlier_in_the_run_is_exempt(tmp_path: Path) -> None:
     work = ("CREATE INDEX events_kind_idx ON events (kind);\n"
             "ALTER TABLE events ADD CONSTRAINT events_kind_check CHECK (kind <> '');\n"
             "ALTER TABLE events ALTER COLUMN at TYPE timestamp;\n"
-            "ALTER TABLE public.events ADD COLUMN token uuid DEFAULT gen_random_uuid();\n")
+            "ALTER TABLE public.events ADD COLUMN token uuid DEFAULT gen_random_uuid();\n"
+            # An index this run created is dropped before any query could use it.
+            "DROP INDEX events_kind_idx;\n")
     same_file = write(tmp_path / "same", create + work)
     assert lint(same_file).findings == ()
     earlier_file = write(tmp_path / "earlier", create, work)
@@ -401,3 +403,10 @@ def test_lint_does_not_wait_for_a_table_another_session_holds_exclusively(
         assert f.table == "public.big" and f.table_bytes is not None and f.table_bytes > 0
         [blocker] = lint(paths, database_url).blockers
         assert blocker.locks == (("big", "AccessExclusiveLock"),)
+
+
+def test_cli_unreachable_database_exits_5(cli, mdir) -> None:  # type: ignore[no-untyped-def]
+    path = mdir.write("0001_a.sql", "ALTER TABLE users ALTER COLUMN age TYPE bigint;\n")
+    r = cli("lint", "--database", "postgresql://nobody:s3cret@127.0.0.1:1/none", str(path))
+    assert r.code == 5 and "could not connect" in r.err and "s3cret" not in r.err + r.out, r
+    assert "Traceback" not in r.err
