@@ -182,7 +182,7 @@ def discover(directory: Path | str) -> list[Migration]:
                          key=lambda e: e.name)
     for entry in entries:
         fname = entry.name
-        if entry.is_dir():
+        if entry.is_dir() or fname == "schema.sql":  # `sqlmigrate dump`'s schema file
             continue
         path = os.path.join(root, fname)
         m = _FILE_RE.match(fname)
