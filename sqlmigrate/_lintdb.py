@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import _dataloss as dataloss
-from ._errors import SqlMigrateError
+from ._errors import ConfigurationError, DatabaseError, PrivilegeError
 from ._lintsql import Name
 
 if TYPE_CHECKING:
@@ -175,8 +175,8 @@ def facts(conn: psycopg.Connection) -> Iterator[Facts]:
     from psycopg.rows import tuple_row
 
     if conn.info.transaction_status == TransactionStatus.INERROR:
-        raise SqlMigrateError("cannot lint against the database: the connection's transaction has "
-                              "failed; roll it back first")
+        raise ConfigurationError("cannot lint against the database: the connection's transaction has "
+                                 "failed; roll it back first")
     try:
         with conn.cursor(row_factory=tuple_row) as cur, conn.transaction(force_rollback=True):
             cur.execute("SELECT set_config('lock_timeout', '200ms', true),"
@@ -184,4 +184,6 @@ def facts(conn: psycopg.Connection) -> Iterator[Facts]:
                         " set_config('transaction_read_only', 'on', true)")
             yield Facts(conn, cur)
     except psycopg.Error as e:
-        raise SqlMigrateError(f"lint: reading table facts failed: {e}") from e
+        # 42501 insufficient privilege, 25006 read-only transaction: the role's, not the server's
+        error = PrivilegeError if e.sqlstate in ("42501", "25006") else DatabaseError
+        raise error(f"lint: reading table facts failed: {e}", e.sqlstate) from e
