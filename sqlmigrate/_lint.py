@@ -23,10 +23,11 @@ if TYPE_CHECKING:
     import psycopg
 
     from ._lintdb import Blocker, Facts, TableFacts
+    from ._script import Script
 
 log = logging.getLogger("sqlmigrate")
 
-__all__ = ["LintFinding", "LintReport", "LockedTable", "RULES", "lint", "lint_sources"]
+__all__ = ["LintFinding", "LintReport", "LockedTable", "RULES", "lint", "lint_scripts", "lint_sources"]
 
 #: Statements longer than this are not parsed (an info finding says so).
 MAX_STATEMENT = 100_000
@@ -150,6 +151,14 @@ def lint_sources(sources: Sequence[tuple[Path, str]], database: str | psycopg.Co
         locks = [lk for f in found for lk in f.locked()]
         return LintReport(names, tuple(findings), tuple(locks), database=database is not None)
     return _with_database(names, found, database, long_transaction_s)
+
+
+def lint_scripts(scripts: Sequence[Script], database: str | psycopg.Connection | None = None, *,
+                 disabled: Collection[str] = ()) -> LintReport:
+    """``up``'s pre-flight: lint the scripts it is about to run, in order. A streamed file (over 4 MB:
+    a data load) is skipped rather than read whole. No database round trip is made unless a statement
+    locks a table that the scripts did not create themselves."""
+    return lint_sources([(s.path, s.text) for s in scripts if not s.streamed], database, disabled=disabled)
 
 
 class _Statement:

@@ -410,3 +410,17 @@ def test_cli_unreachable_database_exits_5(cli, mdir) -> None:  # type: ignore[no
     r = cli("lint", "--database", "postgresql://nobody:s3cret@127.0.0.1:1/none", str(path))
     assert r.code == 5 and "could not connect" in r.err and "s3cret" not in r.err + r.out, r
     assert "Traceback" not in r.err
+
+
+def test_up_preflight_lints_prepared_scripts(conn: psycopg.Connection, tmp_path: Path) -> None:
+    from sqlmigrate._lint import lint_scripts
+    from sqlmigrate._script import prepare
+
+    conn.execute(SETUP)  # type: ignore[arg-type]
+    texts = ["BEGIN;\nCREATE TABLE audit (id int);\nCREATE INDEX ON audit (id);\nCOMMIT;\n",
+             "-- sqlmigrate: no-transaction\nCREATE INDEX CONCURRENTLY users_name_idx ON users (name);\n"]
+    scripts = [prepare(text, p) for text, p in zip(texts, write(tmp_path, *texts))]
+    report = lint_scripts(scripts, conn)
+    assert [(Path(f.file).name, f.line, f.rule, f.table) for f in report.findings] == [
+        ("0002_step.sql", 2, "require-lock-timeout", "public.users")]
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
