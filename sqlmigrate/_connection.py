@@ -126,7 +126,9 @@ def _password_of(database: str) -> str | None:
 
 def connect(database: str, *, connect_timeout: float = 10) -> psycopg.Connection:
     """An autocommit connection: sqlmigrate sends its own BEGIN/COMMIT, and a waiter for the migration
-    lock must never sit inside an open transaction."""
+    lock must never sit inside an open transaction. No session settings (not even
+    application_name): through a transaction pooler they would stay on a server session that other
+    clients get; the session layer sets them per transaction."""
     import psycopg
 
     url = normalize(database)
@@ -134,7 +136,9 @@ def connect(database: str, *, connect_timeout: float = 10) -> psycopg.Connection
     try:
         conn = psycopg.connect(
             url, autocommit=True, connect_timeout=max(1, int(connect_timeout)),
-            application_name="sqlmigrate",
+            # A transaction pooler may hand any transaction to another server session, where a
+            # statement psycopg prepared does not exist (or one of the same name does).
+            prepare_threshold=None,
         )
     except psycopg.Error as exc:
         reason = str(exc).strip()
@@ -145,28 +149,10 @@ def connect(database: str, *, connect_timeout: float = 10) -> psycopg.Connection
     except Exception as exc:  # psycopg raises ProgrammingError and others for malformed strings
         failure = ConfigurationError(f"invalid database connection string: {mask(str(exc), database)}")
     else:
-        _check_client_alive(conn)
         return conn
     # Raised outside the except blocks: the original error, which may quote the whole connection
     # string with its password, must not ride along as __context__ (``from None`` only hides it).
     raise failure
-
-
-def _check_client_alive(conn: psycopg.Connection) -> None:
-    """Have the server notice within a second when this client dies (killed, crashed, cable pulled).
-
-    Otherwise the backend of a killed ``up`` keeps running its statement to the end (hours, for a big
-    index), holding the migration lock and making the next deploy wait for an orphan. PostgreSQL 14+,
-    on platforms that support it; elsewhere the setting is refused and we go without.
-    """
-    import psycopg
-
-    if conn.info.server_version < 140000:
-        return
-    try:
-        conn.execute("SELECT set_config('client_connection_check_interval', '1000', false)")
-    except psycopg.Error:
-        pass
 
 
 def describe(database: str) -> str:

@@ -137,7 +137,8 @@ class Migrator:
             except HistoryError:
                 work = None
             if work != []:
-                with s.locked():
+                no_transaction = work is None or any(scripts[e.version].no_transaction for e in work)
+                with s.locked(no_transaction=no_transaction):
                     if work is None or not s.per_transaction:  # what is left to do now?
                         work = self._plan_up(s, migrations, scripts, to, allow_out_of_order)
                     self._refuse_no_transaction(s, [scripts[e.version] for e in work])
@@ -175,9 +176,12 @@ class Migrator:
                     StepResult(p.migration.version, p.migration.name, p.migration.label, "down", 0.0,
                                no_transaction=p.script.no_transaction, sql=p.script.text) for p in work),
                     dry_run=True, findings=tuple(rollback.all_findings(work)))
-            with s.locked():
-                # Planned under the lock: a concurrent `up` or `down` has finished by now.
-                work = planned()
+            work = planned()
+            with s.locked(no_transaction=any(p.script.no_transaction for p in work)):
+                if not s.per_transaction:
+                    # Planned again under the lock: a concurrent `up` or `down` has finished by now.
+                    # (Otherwise each rollback's guard checks that its migration is still applied.)
+                    work = planned()
                 if not work:
                     log.info("nothing to roll back in %s", s.history.display)
                     return Result(())

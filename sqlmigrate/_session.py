@@ -68,13 +68,18 @@ class Session:
             return self.history.exists(self.conn)
 
     @contextmanager
-    def locked(self, *, create: bool = True) -> Iterator[None]:
+    def locked(self, *, create: bool = True, no_transaction: bool = False) -> Iterator[None]:
         """Hold the migration lock for a run: with the ``session`` strategy, a session-level advisory
         lock for the whole block; otherwise each step's guard takes it for its own transaction.
-        The history tables are created first when missing (unless not ``create``)."""
+        The history tables are created first when missing (unless not ``create``).
+
+        ``auto`` keeps no session state unless a ``no_transaction`` step needs a lock that outlives
+        one transaction: then the session strategy, unless a transaction pooler is detected.
+        """
         with translate("taking the migration lock"):
             if self.strategy == "auto":
-                self.strategy = lock.detect_strategy(self.conn, self.conninfo)
+                self.strategy = (lock.detect_strategy(self.conn, self.conninfo) if no_transaction
+                                 else "transaction")
                 log.debug("lock strategy: %s", self.strategy)
             if not self.per_transaction:
                 key = self.history.lock_key()
@@ -122,7 +127,7 @@ class Session:
         """The statements that open a step's transaction: BEGIN, sqlmigrate's own settings (local to
         the transaction), and the guard. With ``version``, the guard also checks that its history
         row is applied (``applied=True``, with ``checksum`` if given) or not (``applied=False``)."""
-        statements = ["BEGIN"]
+        statements = ["BEGIN", "SET LOCAL application_name = 'sqlmigrate'"]
         if self.statement_timeout:
             statements.append(f"SET LOCAL statement_timeout = {int(self.statement_timeout * 1000)}")
         if self.conn.info.server_version >= 140000:
@@ -183,13 +188,12 @@ class Session:
         to); the reset after the step removes them."""
         from . import _execute as execute
 
-        settings = []
+        settings = ["SET application_name = 'sqlmigrate'"]
         if self.statement_timeout:
             settings.append(f"SET statement_timeout = {int(self.statement_timeout * 1000)}")
         if self.conn.info.server_version >= 140000:
             settings.append("SET client_connection_check_interval = 1000")
-        if settings:
-            execute.send(self.conn, ";".join(settings))
+        execute.send(self.conn, ";".join(settings))
 
 
 @contextmanager
