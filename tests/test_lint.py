@@ -424,3 +424,15 @@ def test_up_preflight_lints_prepared_scripts(conn: psycopg.Connection, tmp_path:
     assert [(Path(f.file).name, f.line, f.rule, f.table) for f in report.findings] == [
         ("0002_step.sql", 2, "require-lock-timeout", "public.users")]
     assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+def test_a_failed_transaction_on_the_given_connection_is_refused(database_url: str, tmp_path: Path) -> None:
+    paths = write(tmp_path, "CREATE INDEX ON users (name);\n")
+    with psycopg.connect(database_url) as conn:
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            conn.execute("SELECT * FROM no_such_table")
+        with pytest.raises(ConfigurationError, match="transaction has failed; roll it back first"):
+            lint(paths, conn)
+        conn.rollback()
+        [f] = lint(paths, conn).findings  # then it works, and says the table does not exist there
+        assert f.severity == "info" and "does not exist on this database" in f.message
