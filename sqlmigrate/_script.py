@@ -300,24 +300,35 @@ _DONE = object()
 
 def _pipelined(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
     """Produce ``chunks`` in a background thread, ``depth`` ahead of the consumer, so reading and
-    checking chunk n+1 overlaps with the server running chunk n. Exceptions arrive in order."""
+    checking chunk n+1 overlaps with the server running chunk n. Exceptions arrive in order.
+
+    The consumer may leave at any time (a failed chunk, Ctrl-C, closing the iterator): the reader
+    then stops within one chunk's work, even when it was blocked on a full queue."""
     q: queue.Queue[object] = queue.Queue(maxsize=depth)
     stop = threading.Event()
+
+    def put(item: object) -> bool:
+        # Never block for good: the consumer may be gone and never take another item.
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def produce() -> None:
         try:
             for chunk in chunks:
-                while not stop.is_set():
-                    try:
-                        q.put(chunk, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(chunk):
                     return
-            q.put(_DONE)
+            put(_DONE)
         except BaseException as exc:  # handed to the consumer, raised there
-            q.put(exc)
+            put(exc)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()  # the open file, at once, in the thread that runs the generator
 
     worker = threading.Thread(target=produce, name="sqlmigrate-reader", daemon=True)
     worker.start()

@@ -129,3 +129,82 @@ def test_failure_exactly_at_a_chunk_boundary(database_url, conn, mdir, side):
     assert err.value.line == bad_line and err.value.sqlstate == "23505", str(err.value)
     assert err.value.statement == lines[bad_line - 1].rstrip(";")
     assert conn.execute("SELECT to_regclass('t')").fetchone() == (None,)
+
+
+def _padded_rows(n: int) -> list[str]:
+    # Every row the same length, so turning one into a duplicate key moves no chunk boundary.
+    lines = ["CREATE TABLE t (id int PRIMARY KEY, v text);"]
+    lines += [f"INSERT INTO t (id, v) VALUES ({i:06d}, 'r{i:06d}; x');" for i in range(1, n + 1)]
+    return lines
+
+
+def _up_in_a_thread(database_url: str, directory: object, timeout: float) -> BaseException | None:
+    """Run ``sqlmigrate.up`` where a hang fails the test instead of stalling the suite."""
+    import threading
+
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            sqlmigrate.up(database_url, directory)
+            outcome.append(None)
+        except BaseException as exc:  # handed to the test
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    assert not worker.is_alive(), f"up did not return within {timeout} s"
+    return outcome[0]
+
+
+@pytest.mark.parametrize("which", [0, 1, "middle", -3, -2, -1])
+def test_failure_in_any_chunk_ends_promptly_and_leaves_nothing(database_url, conn, mdir, which):
+    lines = _padded_rows(400)
+    path = mdir.write("0001_big.sql", "\n".join(lines) + "\n")
+    chunks = list(script.prepare_file(path).chunks())
+    assert len(chunks) >= 8
+    index = len(chunks) // 2 if which == "middle" else which
+    target = chunks[index]  # type: ignore[index]
+    bad_line = max(3, target.line + 1 if target.text.count("\n") > 1 else target.line)
+    # Row k sits on line k + 1: this row repeats the key of the row above it.
+    lines[bad_line - 1] = lines[bad_line - 1].replace(f"({bad_line - 1:06d},", f"({bad_line - 2:06d},")
+    path.write_text("\n".join(lines) + "\n")
+    assert [c.line for c in script.prepare_file(path).chunks()] == [c.line for c in chunks]
+    error = _up_in_a_thread(database_url, mdir.path, timeout=30)
+    assert isinstance(error, sqlmigrate.MigrationError), error
+    assert error.sqlstate == "23505" and error.line == bad_line, str(error)
+    assert conn.execute("SELECT to_regclass('t')").fetchone() == (None,)
+    assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (0,)
+    # The lock is free again: a second run gets as far as the same failure.
+    assert isinstance(_up_in_a_thread(database_url, mdir.path, timeout=30), sqlmigrate.MigrationError)
+
+
+@pytest.mark.parametrize("how", ["close", "KeyboardInterrupt"])
+def test_consumer_leaving_early_stops_a_blocked_reader(how):
+    """The reader thread, blocked on a full queue (here even on its final 'done'), stops as soon
+    as the consumer leaves, whether by an error, an interrupt or simply closing the iterator."""
+    import threading
+    import time
+
+    def source():
+        yield from range(2)  # after the consumer takes the first, the second fills the queue
+
+    before = set(threading.enumerate())
+    chunks = script._pipelined(source(), depth=1)  # type: ignore[arg-type]
+    assert next(chunks) == 0
+    time.sleep(0.3)  # the reader fills the queue and blocks on its final put
+    raised: list[BaseException] = []
+
+    def leave() -> None:
+        try:
+            chunks.close() if how == "close" else chunks.throw(KeyboardInterrupt)
+        except BaseException as exc:
+            raised.append(exc)
+
+    leaving = threading.Thread(target=leave, daemon=True)  # a regression fails, not hangs
+    leaving.start()
+    leaving.join(5)
+    assert not leaving.is_alive(), "the consumer could not leave: the reader thread is stuck"
+    assert [type(e) for e in raised] == ([] if how == "close" else [KeyboardInterrupt])
+    assert not [t for t in set(threading.enumerate()) - before if t.name == "sqlmigrate-reader"]
