@@ -323,3 +323,20 @@ def test_every_result_as_dict_is_json(database_url, conn, mdir):
     as_json = dumped(report, sqlmigrate.VerifyReport)
     assert [r["label"] for r in as_json["migrations"]] == ["0001_users", "0002_index"]
     dumped(report.migrations[0], sqlmigrate.MigrationReport)
+
+
+def test_up_and_status_take_a_sqlalchemy_engine_and_url(database_url, conn, mdir):
+    import sqlalchemy
+    from psycopg.conninfo import conninfo_to_dict
+
+    p = conninfo_to_dict(database_url)
+    url = _sqlalchemy_url(database_url, p["user"], p.get("password") or "", "postgresql+psycopg")
+    engine = sqlalchemy.create_engine(url)
+    try:
+        mdir.write("0001_a.sql", "CREATE TABLE a (id int);\n")
+        result = sqlmigrate.up(engine, mdir.path)
+        assert [s.label for s in result.steps] == ["0001_a"]
+        assert sqlmigrate.Migrator(url, mdir.path).check().current
+        assert conn.execute("SELECT to_regclass('a') IS NOT NULL").fetchone() == (True,)
+    finally:
+        engine.dispose()
