@@ -237,8 +237,8 @@ def _execute(admin: psycopg.Connection, statement: sql.Composed, what: str) -> N
 class ClonePool:
     """Test databases cloned from one project's template, the next one cloned ahead of time.
 
-    Statements run on two background threads, each with its own maintenance connection: one clones,
-    one drops. While a test runs, the next test's database is cloned and the previous one dropped
+    Statements run on background threads, each with its own maintenance connection: one clones,
+    others drop. While a test runs, the next test's database is cloned and the previous one dropped
     (a drop forces a checkpoint, so it must not hold up the next clone), and a test waits only when it
     is shorter than a clone. The template is found (or built) by the first :meth:`acquire`.
     """
@@ -251,16 +251,36 @@ class ClonePool:
         self.schema = schema
         self.template: Template | None = None
         self._cloner = _Worker(server_url, "sqlmigrate-clone")
-        self._dropper = _Worker(server_url, "sqlmigrate-drop")
+        # Drops wait for a checkpoint; drops waiting at once share one.
+        self._dropper = _Worker(server_url, "sqlmigrate-drop", threads=4)
         self._spare: Future[str] | None = None
         self._failure: BaseException | None = None
 
     def url(self, name: str) -> str:
-        from psycopg.conninfo import make_conninfo
+        """A ``postgresql://`` URL of database ``name``: psycopg and SQLAlchemy both take it."""
+        from urllib.parse import quote, urlencode
+
+        from psycopg.conninfo import conninfo_to_dict
 
         from ._connection import normalize
 
-        return make_conninfo(normalize(self.server_url), dbname=name)
+        params = {k: str(v) for k, v in conninfo_to_dict(normalize(self.server_url)).items() if v is not None}
+        params.pop("dbname", None)
+        user, password = params.pop("user", None), params.pop("password", None)
+        netloc = ""
+        if user:
+            netloc = quote(user, safe="") + (":" + quote(password, safe="") if password else "") + "@"
+        elif password:
+            params["password"] = password
+        host = params.get("host", "")
+        # A socket directory or a list of hosts stays a query parameter.
+        if host and not host.startswith("/") and "," not in host:
+            netloc += f"[{host}]" if ":" in host else host
+            del params["host"]
+            if "port" in params and "," not in params["port"]:
+                netloc += ":" + params.pop("port")
+        query = "?" + urlencode(sorted(params.items())) if params else ""
+        return f"postgresql://{netloc}/{quote(name, safe='')}{query}"
 
     def acquire(self, *, prefetch: bool = True) -> str:
         """The name of a new database with every migration applied; with ``prefetch``, start cloning
@@ -319,30 +339,35 @@ def _drop_quietly(admin: psycopg.Connection, name: str) -> None:
 
 
 class _Worker:
-    """One thread with its own maintenance connection, running submitted calls in order."""
+    """Threads, each with its own maintenance connection, running submitted calls (in order with one
+    thread)."""
 
-    def __init__(self, server_url: str, name: str) -> None:
+    def __init__(self, server_url: str, name: str, threads: int = 1) -> None:
+        import threading
         from concurrent.futures import ThreadPoolExecutor
 
         self.server_url = server_url
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=name)
-        self._admin: psycopg.Connection | None = None  # used on the thread only
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix=name)
+        self._local = threading.local()
+        self._connections: list[psycopg.Connection] = []
+        self._lock = threading.Lock()
 
     def submit(self, function: Callable[..., T], *args: Any) -> Future[T]:
         return self._executor.submit(self._call, function, *args)
 
     def close(self) -> None:
-        self._executor.submit(self._close_admin)
         self._executor.shutdown(wait=True)
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
 
     def _call(self, function: Callable[..., T], *args: Any) -> T:
         from ._connection import connect
 
-        if self._admin is None or self._admin.closed or self._admin.broken:
-            self._admin = connect(self.server_url)
-        return function(self._admin, *args)
-
-    def _close_admin(self) -> None:
-        if self._admin is not None:
-            self._admin.close()
-            self._admin = None
+        admin: psycopg.Connection | None = getattr(self._local, "admin", None)
+        if admin is None or admin.closed or admin.broken:
+            admin = self._local.admin = connect(self.server_url)
+            with self._lock:
+                self._connections.append(admin)
+        return function(admin, *args)

@@ -202,3 +202,81 @@ def test_embedded_server_keeps_the_template_between_runs(tmp_path: Path):
     pgdata = p.root / ".sqlmigrate" / "pgdata"
     assert (pgdata / "PG_VERSION").exists()
     assert not (pgdata / "postmaster.pid").exists(), "the embedded server was left running"
+
+
+# The README's example, as a user's project has it: SQLAlchemy and a FastAPI app factory.
+README_CONFTEST = '''
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from myapp import create_app, get_session
+
+
+@pytest.fixture
+def engine(migrated_database):
+    engine = create_engine(make_url(migrated_database).set(drivername="postgresql+psycopg"))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def client(engine):
+    app = create_app()
+
+    def session():
+        with Session(engine) as s:
+            yield s
+
+    app.dependency_overrides[get_session] = session
+    with TestClient(app) as c:
+        yield c
+'''
+
+MYAPP = '''
+from fastapi import Depends, FastAPI
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+
+def get_session():
+    raise RuntimeError("no database configured")
+
+
+def create_app():
+    app = FastAPI()
+
+    @app.post("/items", status_code=201)
+    def add(session: Session = Depends(get_session)):
+        session.execute(text("INSERT INTO t DEFAULT VALUES"))
+        session.commit()
+        return {"count": session.execute(text("SELECT count(*) FROM t")).scalar_one()}
+
+    return app
+'''
+
+APP_TESTS = '''
+import pytest
+
+
+@pytest.mark.parametrize("i", range(2))
+def test_add_item(client, i):
+    response = client.post("/items")
+    assert response.status_code == 201
+    assert response.json() == {"count": 1}  # a fresh database for each test
+'''
+
+
+def test_readme_sqlalchemy_and_fastapi_example(project: Project):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("sqlalchemy")
+    pytest.importorskip("httpx")
+    (project.root / "tests" / "test_app.py").unlink()
+    (project.root / "tests" / "conftest.py").write_text(README_CONFTEST)
+    (project.root / "tests" / "test_items.py").write_text(APP_TESTS)
+    (project.root / "myapp.py").write_text(MYAPP)
+    (project.root / "pytest.ini").write_text("[pytest]\npythonpath = .\n")
+    out = project.run()
+    assert "2 passed" in out, out
