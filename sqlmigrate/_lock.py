@@ -58,28 +58,52 @@ _PID = "SELECT pg_backend_pid()"
 _SAMPLES = 4
 
 
-def detect_strategy(conn: psycopg.Connection, conninfo: str | None) -> str:
-    """``session`` on a direct or session-pooled connection, ``transaction`` behind a transaction
-    pooler, where a session-level lock would stay behind on a pooled server session.
+def detect_strategy(conn: psycopg.Connection, conninfo: str | None, *, needs_session: bool) -> str:
+    """``session`` on a direct connection; ``transaction`` (no session state) behind a proxy or
+    pooler, unless a no-transaction step ``needs_session`` and no transaction pooler shows itself
+    (a session pooler keeps the session; a transaction pooler would keep the lock on a pooled server
+    session that other clients then get)."""
+    if _direct(conn):
+        return "session"
+    if not needs_session:
+        return "transaction"
+    return "transaction" if _transaction_pooled(conn, conninfo) else "session"
 
-    A transaction pooler shows itself by moving this client between server sessions, or by giving
+
+def _direct(conn: psycopg.Connection) -> bool:
+    """The server's client port is this socket's own port: nothing sits in between (TCP only; a
+    Unix socket cannot tell)."""
+    import os
+    import socket
+
+    row = conn.execute("SELECT inet_client_port()").fetchone()
+    if row is None or row[0] is None:
+        return False
+    try:
+        with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+            local = sock.getsockname()
+    except (OSError, ValueError):
+        return False
+    return isinstance(local, tuple) and local[1] == row[0]
+
+
+def _transaction_pooled(conn: psycopg.Connection, conninfo: str | None) -> bool:
+    """A transaction pooler shows itself by moving this client between server sessions, or by giving
     this client's idle server session to another client: a second connection, opened for a moment,
-    gets the same backend (PgBouncer hands out the most recently used server first). Neither can
-    happen on a direct or session-pooled connection.
-    """
+    gets the same backend (PgBouncer hands out the most recently used server first)."""
     import psycopg
 
     first = _pid(conn)
     if any(_pid(conn) != first for _ in range(_SAMPLES)):
-        return "transaction"
+        return True
     if conninfo is None:  # the caller's connection: no second one to open
-        return "session"
+        return False
     from ._connection import connect
 
     try:
         other = connect(conninfo)
     except Exception:
-        return "session"
+        return False
     try:
         other.autocommit = False
         shared = _pid(other) == first
@@ -88,7 +112,7 @@ def detect_strategy(conn: psycopg.Connection, conninfo: str | None) -> str:
         shared = False
     finally:
         other.close()
-    return "transaction" if shared else "session"
+    return shared
 
 
 def _pid(conn: psycopg.Connection) -> int:

@@ -49,6 +49,7 @@ class Session:
         self.lock_timeout = lock_timeout
         self.statement_timeout = statement_timeout
         self._run_lock = False
+        self._waited = False
 
     # -- reading ------------------------------------------------------------------------------------
 
@@ -73,13 +74,13 @@ class Session:
         lock for the whole block; otherwise each step's guard takes it for its own transaction.
         The history tables are created first when missing (unless not ``create``).
 
-        ``auto`` keeps no session state unless a ``no_transaction`` step needs a lock that outlives
-        one transaction: then the session strategy, unless a transaction pooler is detected.
+        ``auto`` takes the session strategy on a direct connection; behind a proxy or pooler it
+        keeps no session state, unless a ``no_transaction`` step needs a lock that outlives one
+        transaction and no transaction pooler shows itself.
         """
         with translate("taking the migration lock"):
             if self.strategy == "auto":
-                self.strategy = (lock.detect_strategy(self.conn, self.conninfo) if no_transaction
-                                 else "transaction")
+                self.strategy = lock.detect_strategy(self.conn, self.conninfo, needs_session=no_transaction)
                 log.debug("lock strategy: %s", self.strategy)
             if not self.per_transaction:
                 key = self.history.lock_key()
@@ -117,6 +118,9 @@ class Session:
         now = time.monotonic()
         if now >= deadline:
             raise lock.timeout_error(self.history.display, self.lock_timeout)
+        if not self._waited:
+            log.info("waiting for another process to finish migrating %s", self.history.display)
+            self._waited = True
         time.sleep(min(delay, deadline - now))
         return min(delay * 2, 0.5)
 
