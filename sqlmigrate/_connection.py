@@ -50,10 +50,17 @@ def _check_syntax(url: str) -> None:
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
+    reason: str | None
     try:
         params = conninfo_to_dict(url)
     except psycopg.Error as exc:
-        raise ConfigurationError(f"invalid database connection string: {_scrub(str(exc))}\n{SPELLINGS}") from None
+        reason = _scrub(str(exc))
+    else:
+        reason = None
+    if reason is not None:
+        # Raised outside the except block: libpq's error, which quotes the whole string, must not ride
+        # along as __context__.
+        raise ConfigurationError(f"invalid database connection string: {reason}\n{SPELLINGS}")
     port = params.get("port")
     if port is not None and not all(p.strip().isdigit() and 0 < int(p) < 65536 for p in str(port).split(",")):
         raise ConfigurationError(
