@@ -60,8 +60,9 @@ class Migration:
 
     @property
     def label(self) -> str:
-        """How messages name a migration: the file name without ``.sql``."""
-        return self.filename[: -len(".sql")]
+        """How messages name a migration: ``<version>_<name>`` as the file spells them, without
+        ``.sql`` or golang-migrate's ``.up.sql``."""
+        return _split(self.filename)[0]
 
     def read(self) -> str:
         return read_text(self.path)
@@ -82,10 +83,8 @@ def rollback_name(migration: Migration) -> str:
 
 
 def read_text(path: Path) -> str:
-    """Read a migration file as the text sqlmigrate runs and checksums.
-
-    The UTF-8 BOM is dropped and line endings are normalised to ``\\n``, so a CRLF checkout runs and
-    checksums exactly like an LF one.
+    """Read a migration file as the text sqlmigrate runs: its bytes decoded, CR and CRLF kept (data
+    in a migration arrives byte for byte); only a leading UTF-8 BOM is dropped.
     """
     return "".join(iter_text(path))
 
@@ -104,23 +103,42 @@ def file_checksum(path: Path | str) -> str:
         else:
             return hashlib.sha256(data).hexdigest()
     digest = hashlib.sha256()
+    normalise = Normaliser()
     for piece in iter_text(path):
-        digest.update(piece.encode("utf-8"))
+        digest.update(normalise(piece).encode("utf-8"))
+    digest.update(normalise("", final=True).encode("utf-8"))
     return digest.hexdigest()
+
+
+class Normaliser:
+    """Line endings of a text given piece by piece, normalised to ``\\n`` (CRLF and a lone CR),
+    for the checksum: a CRLF checkout does not look like an edit. A CR ending a piece waits for
+    the next one, which may start with its LF."""
+
+    def __init__(self) -> None:
+        self._carry = ""
+
+    def __call__(self, piece: str, *, final: bool = False) -> str:
+        piece = self._carry + piece
+        self._carry = ""
+        if not final and piece.endswith("\r"):
+            piece, self._carry = piece[:-1], "\r"
+        if "\r" in piece:
+            piece = piece.replace("\r\n", "\n").replace("\r", "\n")
+        return piece
 
 
 _CHUNK = 1 << 20
 
 
 def iter_text(path: Path | str, chunk_size: int = _CHUNK) -> Iterator[str]:
-    """The file's normalised text in pieces of about ``chunk_size`` characters.
+    """The file's text (see :func:`read_text`) in pieces of about ``chunk_size`` characters.
 
     Raises :class:`MigrationFileError` naming the line of invalid UTF-8 or of a NUL byte, which
     PostgreSQL cannot accept in SQL text.
     """
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
     lines_before = 0  # newlines in the bytes already decoded, for error messages
-    carry = ""  # a trailing "\r" held back: the next piece may start with its "\n"
     first = True
     with open(path, "rb") as f:
         while True:
@@ -137,12 +155,6 @@ def iter_text(path: Path | str, chunk_size: int = _CHUNK) -> Iterator[str]:
                 first = False
                 if piece.startswith(_BOM):
                     piece = piece[1:]
-            piece = carry + piece
-            carry = ""
-            if data and piece.endswith("\r"):
-                piece, carry = piece[:-1], "\r"
-            if "\r" in piece:
-                piece = piece.replace("\r\n", "\n").replace("\r", "\n")
             nul = piece.find("\0")
             if nul >= 0:
                 raise MigrationFileError(
@@ -157,7 +169,8 @@ def iter_text(path: Path | str, chunk_size: int = _CHUNK) -> Iterator[str]:
 
 
 def checksum(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """SHA-256 of ``text`` (as :func:`read_text` returns it) with line endings normalised."""
+    return hashlib.sha256(Normaliser()(text, final=True).encode("utf-8")).hexdigest()
 
 
 def discover(directory: Path | str) -> list[Migration]:
