@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from sqlmigrate import _sqltext as sqltext
+from sqlmigrate import _classify, _lexer, _sqltext as sqltext
 from sqlmigrate._errors import MigrationFileError
 from sqlmigrate._sqltext import (
     Statement,
@@ -394,7 +394,7 @@ def test_needs_scan_true(sql: str) -> None:
 
 
 def test_needs_scan_across_chunk_boundaries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sqltext, "_CHUNK", 7)
+    monkeypatch.setattr(_classify, "_CHUNK", 7)
     filler = "SELECT xyz;\n" * 3
     for k in range(len(filler)):
         assert needs_scan(filler[:k] + " commit " + filler[k:]) is True
@@ -592,10 +592,10 @@ def _without_possessive_quantifiers():  # type: ignore[no-untyped-def]
     import sys
     import types
 
-    source = Path(sqltext.__file__).read_text(encoding="utf-8")
+    source = Path(_lexer.__file__).read_text(encoding="utf-8")
     flag = "_POSSESSIVE = sys.version_info >= (3, 11)"
     assert flag in source
-    module = types.ModuleType("sqlmigrate._sqltext_py310")
+    module = types.ModuleType("sqlmigrate._lexer_py310")
     sys.modules[module.__name__] = module  # dataclasses look their module up
     exec(compile(source.replace(flag, "_POSSESSIVE = False"), module.__name__, "exec"), module.__dict__)
     return module
