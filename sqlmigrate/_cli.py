@@ -311,7 +311,7 @@ def cmd_status(args: argparse.Namespace, settings: config.Settings, out: _Printe
         out.always(json.dumps({**status.as_dict(), "log": [_log_entry_dict(e) for e in entries]}, indent=2))
         return 0
     _print_status(status, False, out)
-    _print_log(entries, out)
+    _print_log(entries, out, status)
     return 0
 
 
@@ -324,13 +324,17 @@ def _log_entry_dict(e: Any) -> dict[str, Any]:
     return d
 
 
-def _print_log(entries: Sequence[Any], out: _Printer) -> None:
+def _print_log(entries: Sequence[Any], out: _Printer, status: Any) -> None:
     from ._migrator import format_ms
 
+    # The version spelled as the files spell it (zero-padded), as `status` prints it.
+    digits = {e.version: e.label.split("_", 1)[0] for e in status.entries}
+    width = max((len(d) for d in digits.values()), default=0)
     out.always("")
     out.always(f"log (newest {len(entries)}):" if entries else "log: empty")
     for e in entries:
-        what = f"{e.version}_{e.name}" if e.version is not None else "-"
+        what = (f"{digits.get(e.version) or str(e.version).zfill(width)}_{e.name}"
+                if e.version is not None else "-")
         took = format_ms(e.execution_ms) if e.execution_ms is not None else ""
         who = f"{e.db_user}@{e.client_host or '?'} pid {e.client_pid if e.client_pid is not None else '?'}"
         out.always(f"{e.started_at:%Y-%m-%d %H:%M:%S%z}  {e.direction:<8} {e.outcome:<7} {what}  {took}  {who}")

@@ -320,8 +320,8 @@ def test_status_log_shows_recent_entries_with_who(cli, conn, mdir):
     assert r.code == 0, r
     lines = r.out[r.out.index("log (newest 2)"):].splitlines()
     user = conn.execute("SELECT current_user").fetchone()[0]
-    assert " up       ok      1_a " in lines[1] and f"{user}@{socket.gethostname()} pid " in lines[1], r
-    assert " up       failed  2_b " in lines[2] and "error: " in lines[3] and "division by zero" in lines[3], r
+    assert " up       ok      0001_a " in lines[1] and f"{user}@{socket.gethostname()} pid " in lines[1], r
+    assert " up       failed  0002_b " in lines[2] and "error: " in lines[3] and "division by zero" in lines[3], r
     r = cli("status", "--log", "1", "--dir", str(mdir))
     assert "log (newest 1)" in r.out and "1_a" not in r.out.split("log (newest 1)")[1], r
     data = json.loads(cli("status", "--json", "--log", "5", "--dir", str(mdir)).out)
