@@ -5,7 +5,7 @@ cheap byte scans that find the few statements worth that look."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -318,16 +318,18 @@ def _char_offsets(piece: bytes, lo: int, hits: list[int]) -> list[int]:
     return out
 
 
-# Words that can make a statement transaction control or one that needs no-transaction, and the
-# directive marker (anywhere: it may follow "--" directly).
-_RISKY_RE = re.compile(b"sqlmigrate|(?:" + _grouped(_SCAN_WORDS) + rb")\b")
-
-
 def risky_offsets(text: str) -> list[int]:
     """Offsets of the words that can make a statement matter to the checks (transaction control,
     statements that need no-transaction, directive comments).  Most files have none, and then no
     statement needs a closer look.  False positives (a word in a string) are fine."""
-    return _word_offsets(text, _RISKY_RE, 16, lambda m: m.group() != b"sqlmigrate")
+    words = _word_offsets(text, _SCAN_RE, 16, word_start=True)
+    # The directive marker, anywhere (it may follow "--" directly); a separate search keeps the
+    # word regex's first-byte dispatch fast.
+    marks = _word_offsets(text, _MARK_RE, 16, word_start=False)
+    return sorted(words + marks) if marks else words
+
+
+_MARK_RE = re.compile(b"sqlmigrate")
 
 
 def name_offsets(text: str, name: str) -> list[int]:
@@ -337,11 +339,11 @@ def name_offsets(text: str, name: str) -> list[int]:
     if '"' in name:
         needles.add(name.replace('"', '""').encode("utf-8", "surrogatepass").lower())
     pattern = re.compile(b"|".join(re.escape(x) for x in sorted(needles, key=len, reverse=True)))
-    return _word_offsets(text, pattern, max(len(x) for x in needles) + 1, lambda m: True, whole=True)
+    return _word_offsets(text, pattern, max(len(x) for x in needles) + 1, word_start=True, whole=True)
 
 
-def _word_offsets(text: str, pattern: re.Pattern[bytes], overlap: int,
-                  word_start: Callable[[re.Match[bytes]], bool], *, whole: bool = False) -> list[int]:
+def _word_offsets(text: str, pattern: re.Pattern[bytes], overlap: int, *, word_start: bool,
+                  whole: bool = False) -> list[int]:
     out: list[int] = []
     for first, lo, piece in _located_chunks(text, overlap):
         hits = []
@@ -349,7 +351,7 @@ def _word_offsets(text: str, pattern: re.Pattern[bytes], overlap: int,
             k = m.start()
             if k == 0 and not first:
                 continue  # seen by the previous piece
-            if k > 0 and word_start(m) and piece[k - 1] in _IDBYTES:
+            if k > 0 and word_start and piece[k - 1] in _IDBYTES:
                 continue
             if whole and m.end() < len(piece) and piece[m.end()] in _IDBYTES:
                 continue

@@ -208,3 +208,24 @@ def test_consumer_leaving_early_stops_a_blocked_reader(how):
     assert not leaving.is_alive(), "the consumer could not leave: the reader thread is stuck"
     assert [type(e) for e in raised] == ([] if how == "close" else [KeyboardInterrupt])
     assert not [t for t in set(threading.enumerate()) - before if t.name == "sqlmigrate-reader"]
+
+
+@pytest.mark.parametrize("statement", ["rows", "literal"])
+def test_a_long_statement_streams_in_linear_time(mdir, monkeypatch, statement):
+    """A statement much longer than a chunk is not lexed again for every read: the characters lexed
+    stay a small multiple of the file's size (they grew with its square)."""
+    from sqlmigrate import _sqltext as sqltext
+
+    if statement == "rows":
+        long = "INSERT INTO t (id, v) VALUES " + ",\n".join(f"({i}, 'r{i}; -- x')" for i in range(5_000)) + ";\n"
+    else:
+        long = "INSERT INTO t (id, v) VALUES (0, '" + "x;''y" * 20_000 + "');\n"
+    text = rows_sql(50) + long + rows_sql(50, 51)
+    path = mdir.write("0001_big.sql", text)
+    lexed: list[int] = []
+    real_lex = sqltext.lex
+    monkeypatch.setattr(sqltext, "lex", lambda t: (lexed.append(len(t)), real_lex(t))[1])
+    chunks = list(script.prepare_file(path).chunks())
+    assert "".join(c.text for c in chunks) == text
+    assert any(long.rstrip(";\n") in c.text for c in chunks)
+    assert sum(lexed) < 4 * len(text), (sum(lexed), len(text))
