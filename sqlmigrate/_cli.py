@@ -150,6 +150,11 @@ def _common_options(parser: argparse.ArgumentParser, suppress: bool, uses: froze
     g.add_argument("--lock-timeout", type=float, default=default, metavar="SECONDS",
                    help=f"how long to wait for another process's migration lock "
                         f"(default {config.DEFAULT_LOCK_TIMEOUT:g})")
+    g.add_argument("--lock-strategy", default=default, metavar="STRATEGY",
+                   help="how concurrent runs are kept apart: auto (default: detects a transaction "
+                        "pooler), session (advisory lock for the run: direct or session-pooled URLs), "
+                        "transaction (taken in each migration's transaction: transaction poolers), "
+                        "table (a row lock: CockroachDB, YugabyteDB)")
     g.add_argument("--statement-timeout", type=float, default=default, metavar="SECONDS",
                    help="cancel any statement running longer than this (default: no limit)")
     g.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS if suppress else False,
@@ -272,7 +277,8 @@ def _migrator(settings: config.Settings, database: str) -> Any:
     from ._migrator import Migrator
 
     return Migrator(database, _directory(settings), table=settings.table, schema=settings.schema,
-                    lock_timeout=settings.lock_timeout, statement_timeout=settings.statement_timeout)
+                    lock_timeout=settings.lock_timeout, statement_timeout=settings.statement_timeout,
+                    lock_strategy=settings.lock_strategy)
 
 
 def cmd_up(args: argparse.Namespace, settings: config.Settings, out: _Printer) -> int:
@@ -282,20 +288,20 @@ def cmd_up(args: argparse.Namespace, settings: config.Settings, out: _Printer) -
     result = _migrator(settings, database).up(to=args.to, dry_run=args.dry_run,
                                               allow_out_of_order=args.allow_out_of_order)
     if args.dry_run:
-        if not result.applied:
+        if not result.steps:
             out.line("dry run: nothing to apply")
-        for a in result.applied:
+        for a in result.steps:
             flags = ", ".join(f for f, on in (("no transaction", a.no_transaction),
                                               ("out of order", a.out_of_order)) if on)
             out.line(f"-- would apply {a.label}{f' ({flags})' if flags else ''}")
             out.line((a.sql or "").rstrip())
             out.line()
-        if result.applied:
-            out.line(f"dry run: {len(result.applied)} migration(s) would be applied; nothing was changed")
+        if result.steps:
+            out.line(f"dry run: {len(result.steps)} migration(s) would be applied; nothing was changed")
         return 0
-    if result.applied:
-        total = sum(a.duration_ms for a in result.applied)
-        out.line(f"applied {len(result.applied)} migration(s) in {format_ms(total)}")
+    if result.steps:
+        total = sum(a.duration_ms for a in result.steps)
+        out.line(f"applied {len(result.steps)} migration(s) in {format_ms(total)}")
     return 0
 
 
@@ -446,16 +452,16 @@ def cmd_down(args: argparse.Namespace, settings: config.Settings, out: _Printer)
     steps = 1 if args.steps is None else args.steps
     if args.dry_run:
         result = migrator.down(steps, to=args.to, dry_run=True)
-        if not result.applied:
+        if not result.steps:
             out.line("dry run: nothing to roll back")
-        for a in result.applied:
+        for a in result.steps:
             out.line(f"-- would roll back {a.label}{' (no transaction)' if a.no_transaction else ''}")
             out.line((a.sql or "").rstrip())
             out.line()
         if result.findings:
             _warn_data_loss(out, result.findings, dry_run=True)
-        if result.applied:
-            out.line(f"dry run: {len(result.applied)} migration(s) would be rolled back; nothing was changed")
+        if result.steps:
+            out.line(f"dry run: {len(result.steps)} migration(s) would be rolled back; nothing was changed")
         return 0
 
     refusal: list[str] = []
@@ -484,9 +490,9 @@ def cmd_down(args: argparse.Namespace, settings: config.Settings, out: _Printer)
     except DataLossError as exc:
         out.error(f"error: {refusal[0] if refusal else exc}")
         return exc.exit_code
-    if result.applied:
-        total = sum(a.duration_ms for a in result.applied)
-        out.line(f"rolled back {len(result.applied)} migration(s) in {format_ms(total)}")
+    if result.steps:
+        total = sum(a.duration_ms for a in result.steps)
+        out.line(f"rolled back {len(result.steps)} migration(s) in {format_ms(total)}")
     return 0
 
 
@@ -632,6 +638,7 @@ def _main(argv: Sequence[str] | None) -> int:
             with_database=args.command != "new",
             directory=args.dir, database=args.database, table=args.table, schema=args.schema,
             lock_timeout=args.lock_timeout, statement_timeout=args.statement_timeout,
+            lock_strategy=getattr(args, "lock_strategy", None),
         )
         handler.database = database = settings.database
         if settings.database:

@@ -24,9 +24,11 @@ class Settings:
     schema: str | None = None
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     statement_timeout: float | None = None
+    lock_strategy: str = "auto"
 
 
-_PYPROJECT_KEYS = {"dir", "table", "schema", "lock_timeout", "statement_timeout"}
+_PYPROJECT_KEYS = {"dir", "table", "schema", "lock_timeout", "statement_timeout", "lock_strategy"}
+LOCK_STRATEGIES = ("auto", "session", "transaction", "table")
 
 
 def load_pyproject(start: Path) -> Mapping[str, Any]:
@@ -82,6 +84,7 @@ def resolve(
     schema: str | None = None,
     lock_timeout: float | None = None,
     statement_timeout: float | None = None,
+    lock_strategy: str | None = None,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     with_database: bool = True,
@@ -117,7 +120,14 @@ def resolve(
         schema=_identifier("schema", schema) if schema else None,
         lock_timeout=_seconds("lock_timeout", lock),
         statement_timeout=None if stmt is None else _seconds("statement_timeout", stmt),
+        lock_strategy=_lock_strategy(lock_strategy or project.get("lock_strategy") or "auto"),
     )
+
+
+def _lock_strategy(value: object) -> str:
+    if value not in LOCK_STRATEGIES:
+        raise ConfigurationError(f"invalid --lock-strategy {value!r}: one of {', '.join(LOCK_STRATEGIES)}")
+    return str(value)
 
 
 def _first_set(*candidates: tuple[str, object]) -> object:
