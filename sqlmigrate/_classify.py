@@ -164,7 +164,8 @@ def transaction_problem(stmt: Statement) -> TransactionProblem | None:
             "line of the file (it then runs statement by statement, without a transaction)")
     if not is_transaction_control(stmt):
         return None
-    words = " ".join(stmt.keywords[:2]) or stmt.text[:20]
+    words = " ".join(stmt.text.split())  # as written, on one line
+    words = words if len(words) <= 40 else words[:37] + "..."
     if _is_savepoint(stmt):
         return TransactionProblem(
             stmt, "transaction control",
