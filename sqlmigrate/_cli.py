@@ -44,6 +44,7 @@ exit codes:
 # Options each command uses; --dir and -q are everyone's. The top level takes them all.
 _CONNECTS = frozenset({"--database", "--table", "--schema"})
 _LOCKS = frozenset({"--lock-timeout", "--lock-strategy"})
+_WAITS = frozenset({"--lock-wait", "--lock-retries"})
 _RUNS_SQL = frozenset({"--statement-timeout"})
 
 
@@ -155,6 +156,13 @@ def _common_options(parser: argparse.ArgumentParser, suppress: bool, uses: froze
                         "pooler), session (advisory lock for the run: direct or session-pooled URLs), "
                         "transaction (taken in each migration's transaction: transaction poolers), "
                         "table (a row lock: CockroachDB, YugabyteDB)")
+    g.add_argument("--lock-wait", type=float, default=default, metavar="SECONDS",
+                   help="how long one statement may wait for a table lock before its migration is "
+                        f"rolled back and retried (default {config.DEFAULT_LOCK_WAIT:g}; 0 waits forever), "
+                        "so a migration queued behind a long transaction never stalls that table's traffic")
+    g.add_argument("--lock-retries", type=int, default=default, metavar="N",
+                   help="retries of a migration that hit --lock-wait, with growing pauses "
+                        f"(default {config.DEFAULT_LOCK_RETRIES})")
     g.add_argument("--statement-timeout", type=float, default=default, metavar="SECONDS",
                    help="cancel any statement running longer than this (default: no limit)")
     g.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS if suppress else False,
@@ -188,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         _common_options(p, suppress=True, uses=uses)
         return p
 
-    p = command("up", "apply pending migrations in version order", _CONNECTS | _LOCKS | _RUNS_SQL)
+    p = command("up", "apply pending migrations in version order", _CONNECTS | _LOCKS | _WAITS | _RUNS_SQL)
     p.add_argument("--to", type=int, metavar="V", help="apply only up to version V")
     p.add_argument("--dry-run", action="store_true", help="print the plan and the SQL; change nothing")
     p.add_argument("--allow-out-of-order", action="store_true",
@@ -218,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "characters become '_')")
 
     p = command("down", "run the rollback files of the newest applied migrations, newest first "
-                        "(default: 1 step)", _CONNECTS | _LOCKS | _RUNS_SQL)
+                        "(default: 1 step)", _CONNECTS | _LOCKS | _WAITS | _RUNS_SQL)
     which = p.add_mutually_exclusive_group()
     # No default: argparse lets a mutually exclusive option through when its value is the default.
     which.add_argument("--steps", type=int, metavar="N", help="roll back the newest N migrations (default 1)")
@@ -278,7 +286,8 @@ def _migrator(settings: config.Settings, database: str) -> Any:
 
     return Migrator(database, _directory(settings), table=settings.table, schema=settings.schema,
                     lock_timeout=settings.lock_timeout, statement_timeout=settings.statement_timeout,
-                    lock_strategy=settings.lock_strategy)
+                    lock_strategy=settings.lock_strategy, lock_wait=settings.lock_wait,
+                    lock_retries=settings.lock_retries)
 
 
 def cmd_up(args: argparse.Namespace, settings: config.Settings, out: _Printer) -> int:
@@ -639,6 +648,7 @@ def _main(argv: Sequence[str] | None) -> int:
             directory=args.dir, database=args.database, table=args.table, schema=args.schema,
             lock_timeout=args.lock_timeout, statement_timeout=args.statement_timeout,
             lock_strategy=getattr(args, "lock_strategy", None),
+            lock_wait=getattr(args, "lock_wait", None), lock_retries=getattr(args, "lock_retries", None),
         )
         handler.database = database = settings.database
         if settings.database:

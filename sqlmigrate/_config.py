@@ -13,6 +13,9 @@ from ._errors import ConfigurationError
 
 DEFAULT_TABLE = "schema_migrations"
 DEFAULT_LOCK_TIMEOUT = 300.0
+#: Each migration's wait for a table lock (lock_timeout), then the retries of a migration that hit it.
+DEFAULT_LOCK_WAIT = 5.0
+DEFAULT_LOCK_RETRIES = 5
 
 
 @dataclass(frozen=True)
@@ -25,9 +28,12 @@ class Settings:
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     statement_timeout: float | None = None
     lock_strategy: str = "auto"
+    lock_wait: float = DEFAULT_LOCK_WAIT
+    lock_retries: int = DEFAULT_LOCK_RETRIES
 
 
-_PYPROJECT_KEYS = {"dir", "table", "schema", "lock_timeout", "statement_timeout", "lock_strategy"}
+_PYPROJECT_KEYS = {"dir", "table", "schema", "lock_timeout", "statement_timeout", "lock_strategy",
+                  "lock_wait", "lock_retries"}
 LOCK_STRATEGIES = ("auto", "session", "transaction", "table")
 
 
@@ -85,6 +91,8 @@ def resolve(
     lock_timeout: float | None = None,
     statement_timeout: float | None = None,
     lock_strategy: str | None = None,
+    lock_wait: float | None = None,
+    lock_retries: int | None = None,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     with_database: bool = True,
@@ -121,7 +129,17 @@ def resolve(
         lock_timeout=_seconds("lock_timeout", lock),
         statement_timeout=None if stmt is None else _seconds("statement_timeout", stmt),
         lock_strategy=_lock_strategy(lock_strategy or project.get("lock_strategy") or "auto"),
+        lock_wait=_seconds("lock_wait", lock_wait if lock_wait is not None
+                           else project.get("lock_wait", DEFAULT_LOCK_WAIT)),
+        lock_retries=_count("lock_retries", lock_retries if lock_retries is not None
+                            else project.get("lock_retries", DEFAULT_LOCK_RETRIES)),
     )
+
+
+def _count(what: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigurationError(f"invalid {what} {value!r}: a whole number, 0 or more")
+    return value
 
 
 def _lock_strategy(value: object) -> str:

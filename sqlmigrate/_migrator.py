@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _files as files
-from ._config import DEFAULT_LOCK_TIMEOUT, DEFAULT_TABLE
+from ._config import DEFAULT_LOCK_RETRIES, DEFAULT_LOCK_TIMEOUT, DEFAULT_LOCK_WAIT, DEFAULT_TABLE
 from ._errors import ConfigurationError, HistoryError, NotCurrentError
 from ._plan import MigrationStatus, State, Status
 
@@ -85,6 +85,8 @@ class Migrator:
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         statement_timeout: float | None = None,
         lock_strategy: str = "auto",
+        lock_wait: float = DEFAULT_LOCK_WAIT,
+        lock_retries: int = DEFAULT_LOCK_RETRIES,
     ) -> None:
         self.database = database
         self.directory = Path(directory)
@@ -93,6 +95,8 @@ class Migrator:
         self.lock_timeout = lock_timeout
         self.statement_timeout = statement_timeout
         self.lock_strategy = lock_strategy
+        self.lock_wait = lock_wait
+        self.lock_retries = lock_retries
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -276,7 +280,8 @@ class Migrator:
         from ._session import open_session, translate
 
         with open_session(self.database, table=self.table, schema=self.schema, lock_strategy=self.lock_strategy,
-                          lock_timeout=self.lock_timeout, statement_timeout=self.statement_timeout) as s, \
+                          lock_timeout=self.lock_timeout, statement_timeout=self.statement_timeout,
+                          lock_wait=self.lock_wait, lock_retries=self.lock_retries) as s, \
                 translate(doing):
             yield s
 
@@ -314,14 +319,16 @@ def up(
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     statement_timeout: float | None = None,
     lock_strategy: str = "auto",
+    lock_wait: float = DEFAULT_LOCK_WAIT,
+    lock_retries: int = DEFAULT_LOCK_RETRIES,
     to: int | None = None,
     allow_out_of_order: bool = False,
 ) -> Result:
     """Apply every pending migration in ``directory`` (up to version ``to``); see :class:`Migrator`
     for the options and :meth:`Migrator.up`."""
     return Migrator(database, directory, table=table, schema=schema, lock_timeout=lock_timeout,
-                    statement_timeout=statement_timeout, lock_strategy=lock_strategy,
-                    ).up(to=to, allow_out_of_order=allow_out_of_order)
+                    statement_timeout=statement_timeout, lock_strategy=lock_strategy, lock_wait=lock_wait,
+                    lock_retries=lock_retries).up(to=to, allow_out_of_order=allow_out_of_order)
 
 
 def ensure_current(

@@ -45,13 +45,17 @@ class Session:
     """An open connection with its history location and lock strategy; see :func:`open_session`."""
 
     def __init__(self, conn: psycopg.Connection, history: History, *, conninfo: str | None,
-                 strategy: str, lock_timeout: float, statement_timeout: float | None) -> None:
+                 strategy: str, lock_timeout: float, statement_timeout: float | None,
+                 lock_wait: float = 0, lock_retries: int = 0) -> None:
         self.conn = conn
         self.history = history
         self.conninfo = conninfo
         self.strategy = strategy
         self.lock_timeout = lock_timeout
         self.statement_timeout = statement_timeout
+        #: each statement's wait for a table lock (0: forever), and the retries of a migration that hit it
+        self.lock_wait = lock_wait
+        self.lock_retries = lock_retries
         self._run_lock = False
         self._waited = False
 
@@ -138,6 +142,8 @@ class Session:
         statements = ["BEGIN", "SET LOCAL application_name = 'sqlmigrate'"]
         if self.statement_timeout:
             statements.append(f"SET LOCAL statement_timeout = {int(self.statement_timeout * 1000)}")
+        if self.lock_wait:
+            statements.append(f"SET LOCAL lock_timeout = {max(1, int(self.lock_wait * 1000))}")
         if self.conn.info.server_version >= 140000:
             # The server notices within a second when this client dies, instead of running an
             # orphaned statement (and holding the lock) to its end.
@@ -202,6 +208,8 @@ class Session:
         settings = ["SET application_name = 'sqlmigrate'"]
         if self.statement_timeout:
             settings.append(f"SET statement_timeout = {int(self.statement_timeout * 1000)}")
+        if self.lock_wait:
+            settings.append(f"SET lock_timeout = {max(1, int(self.lock_wait * 1000))}")
         if self.conn.info.server_version >= 140000:
             settings.append("SET client_connection_check_interval = 1000")
         execute.send(self.conn, ";".join(settings))
@@ -209,7 +217,8 @@ class Session:
 
 @contextmanager
 def open_session(database: Any, *, table: str, schema: str | None, lock_strategy: str = "auto",
-                 lock_timeout: float, statement_timeout: float | None) -> Iterator[Session]:
+                 lock_timeout: float, statement_timeout: float | None, lock_wait: float = 0,
+                 lock_retries: int = 0) -> Iterator[Session]:
     """Connect (or adopt an open ``psycopg.Connection``), find the history, and close or hand the
     connection back on the way out."""
     from ._history import History
@@ -220,7 +229,7 @@ def open_session(database: Any, *, table: str, schema: str | None, lock_strategy
     with _connection(database) as (conn, conninfo), translate("opening the session"):
         history = History.locate(conn, table, schema)
         yield Session(conn, history, conninfo=conninfo, strategy=lock_strategy, lock_timeout=lock_timeout,
-                      statement_timeout=statement_timeout)
+                      statement_timeout=statement_timeout, lock_wait=lock_wait, lock_retries=lock_retries)
 
 
 @contextmanager

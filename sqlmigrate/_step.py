@@ -10,12 +10,13 @@ a fresh psql session.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import _execute as execute
-from ._errors import SqlMigrateError
+from ._errors import MigrationError, SqlMigrateError
 
 if TYPE_CHECKING:
     from psycopg import sql
@@ -69,6 +70,7 @@ def _run_in_transaction(session: Session, step: Step) -> float | None:
     begin = session.begin(step.migration.version, applied=not up, checksum=None if up else step.checksum)
     deadline = time.monotonic() + session.lock_timeout
     delay = 0.05
+    retries = 0
     while True:
         try:
             return execute.run_in_transaction(session.conn, step.script, step.label, _record(session, step),
@@ -78,6 +80,47 @@ def _run_in_transaction(session: Session, step: Step) -> float | None:
                 log.info("%s: already done by another process", step.label)
                 return None
             delay = session.wait_turn(deadline, delay)
+        except MigrationError as exc:
+            if exc.sqlstate != _LOCK_NOT_AVAILABLE or not session.lock_wait:
+                raise
+            # Rolled back whole: nothing of it remains, so it can simply run again.
+            blockers = _blockers(session, step)
+            if retries >= session.lock_retries:
+                raise _gave_up(exc, session, retries, blockers) from None
+            retries += 1
+            pause = min(_MAX_PAUSE, 2.0 ** (retries - 1)) * random.uniform(0.5, 1.5)
+            log.warning("%s waited %g s for a lock%s and was rolled back; blocked by %s; retry %d of %d in %.1f s",
+                        step.label, session.lock_wait, f" at line {exc.line}" if exc.line else "",
+                        "; ".join(blockers) or "a session that has finished since", retries,
+                        session.lock_retries, pause)
+            time.sleep(pause)
+
+
+_LOCK_NOT_AVAILABLE = "55P03"
+_MAX_PAUSE = 30.0
+
+
+def _blockers(session: Session, step: Step) -> list[str]:
+    """Who holds a lock on the tables the step touches, or has a long transaction open (a best
+    effort: the report is for the user, the retry does not depend on it)."""
+    from ._lint import lint_scripts
+
+    try:
+        return [b.describe() for b in lint_scripts([step.script], session.conn).blockers]
+    except Exception as exc:
+        log.debug("could not look up the blocking sessions: %s", exc)
+        return []
+
+
+def _gave_up(exc: MigrationError, session: Session, retries: int, blockers: list[str]) -> MigrationError:
+    who = "; ".join(blockers) or "a session that has finished since"
+    return MigrationError(
+        f"{exc.server_message}: every attempt waited {session.lock_wait:g} s for a lock and was rolled back "
+        f"whole ({retries + 1} attempts); blocked by {who}",
+        path=exc.path, line=exc.line, statement=exc.statement, sqlstate=exc.sqlstate, detail=exc.detail,
+        hint="end or wait out the blocking transaction, then run again; or raise --lock-wait / "
+             "--lock-retries (--lock-wait 0 waits forever, stalling that table's traffic meanwhile)",
+        context=exc.context)
 
 
 def _run_without_transaction(session: Session, step: Step) -> float:
