@@ -201,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan and the SQL; change nothing")
     p.add_argument("--allow-out-of-order", action="store_true",
                    help="also apply pending migrations older than the newest applied one")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse (exit 2) when `sqlmigrate lint` finds an error-level lock hazard in a "
+                        "pending migration; without it, findings are printed as warnings")
 
     p = command("status", "show every migration: applied, pending, modified, missing, out-of-order, failed")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -295,7 +298,7 @@ def cmd_up(args: argparse.Namespace, settings: config.Settings, out: _Printer) -
 
     database = _database(settings, out)
     result = _migrator(settings, database).up(to=args.to, dry_run=args.dry_run,
-                                              allow_out_of_order=args.allow_out_of_order)
+                                              allow_out_of_order=args.allow_out_of_order, strict=args.strict)
     if args.dry_run:
         if not result.steps:
             out.line("dry run: nothing to apply")

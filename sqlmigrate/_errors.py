@@ -164,3 +164,14 @@ class PrivilegeError(DatabaseError):
     configuration problem, fixed by a GRANT or another URL."""
 
     exit_code = 2
+
+
+class LintError(SqlMigrateError):
+    """``up --strict``: a pending migration has an error-level lint finding (a statement that would
+    hold a strong lock on an existing table for long); nothing was run."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, findings: Sequence[Any] = ()) -> None:
+        self.findings = tuple(findings)
+        super().__init__(message)

@@ -116,8 +116,12 @@ class Migrator:
         return status
 
     def up(self, *, to: int | None = None, dry_run: bool = False,
-           allow_out_of_order: bool = False) -> Result:
+           allow_out_of_order: bool = False, strict: bool = False) -> Result:
         """Apply pending migrations in version order, each in its own transaction.
+
+        The pending files are linted first (see :func:`sqlmigrate.lint`) and the findings logged as
+        warnings; with ``strict``, an error-level finding raises :class:`LintError` before anything
+        runs.
 
         Any number of processes may call this at once, directly or through a connection pooler:
         each migration runs exactly once, and the others wait and then find nothing to do.
@@ -140,6 +144,8 @@ class Migrator:
                 work: list[MigrationStatus] | None = self._plan_up(s, migrations, scripts, to, allow_out_of_order)
             except HistoryError:
                 work = None
+            if work:
+                self._preflight(s, [scripts[e.version] for e in work], strict)
             if work != []:
                 no_transaction = work is None or any(scripts[e.version].no_transaction for e in work)
                 with s.locked(no_transaction=no_transaction):
@@ -230,15 +236,32 @@ class Migrator:
                  to: int | None, allow_out_of_order: bool) -> list[MigrationStatus]:
         """What ``up`` runs, each file prepared (checked) before the first one runs."""
         from . import _plan as plan
-        from ._script import prepare_file
+        from ._script import prepare_files
 
         work = plan.plan_up(plan.compute(migrations, s.rows()), to=to, allow_out_of_order=allow_out_of_order)
-        for e in work:
-            m = e.migration
-            assert m is not None  # a pending entry always has its file
-            if m.version not in scripts:
-                scripts[m.version] = prepare_file(m.path, protected=s.history.protected, checksum=m.checksum)
+        todo = [e.migration for e in work if e.migration is not None and e.version not in scripts]
+        prepared = prepare_files([m.path for m in todo], protected=s.history.protected,
+                                 checksums={m.path: m.checksum for m in todo})
+        scripts.update(zip((m.version for m in todo), prepared))
         return work
+
+    @staticmethod
+    def _preflight(s: Session, scripts: list[Script], strict: bool) -> None:
+        """Lock hazards of what is about to run, priced on this database (its table sizes)."""
+        from ._errors import LintError
+        from ._lint import lint_scripts
+        from ._session import translate
+
+        with translate("linting the pending migrations"):
+            report = lint_scripts(scripts, s.conn)
+        for f in report.findings:
+            if f.severity != "info":
+                log.warning("lint: %s", f.describe().replace("\n", "\n  "))
+        if strict and report.errors:
+            raise LintError(
+                f"--strict: {len(report.errors)} error-level lint finding(s) in the pending migrations; "
+                "nothing was run. Follow each finding's safer recipe, or run without --strict",
+                [f.describe() for f in report.errors])
 
     @staticmethod
     def _refuse_no_transaction(s: Session, scripts: list[Script]) -> None:

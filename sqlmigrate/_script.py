@@ -15,7 +15,7 @@ from __future__ import annotations
 import queue
 import re
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -94,6 +94,8 @@ class Script:
     checksum: str | None = None
     #: the cheap scans found nothing that needs statement-level handling
     plain: bool = False
+    #: a rollback file that is empty or only comments: nothing to undo
+    empty: bool = False
 
     @property
     def streamed(self) -> bool:
@@ -129,12 +131,15 @@ class Script:
         yield from _pipelined(_stream_chunks(self.path, self.protected, self.checksum))
 
 
-def prepare(text: str, path: Path, *, protected: Protected = ()) -> Script:
+def prepare(text: str, path: Path, *, protected: Protected = (), rollback: bool = False) -> Script:
     """Check ``text`` (the contents of ``path``) and return it ready to run. Needs no database.
 
     ``protected`` are (schema, table) pairs of sqlmigrate's own tables, which no migration may drop,
-    truncate, rename, alter or delete from (schema None: any schema).
+    truncate, rename, alter or delete from (schema None: any schema). An empty or comment-only
+    migration is an error; an empty or comment-only ``rollback`` means "nothing to undo" (``empty``).
     """
+    if rollback and _NOTHING_BUT_COMMENTS.fullmatch(text):
+        return Script(path, False, Chunk(text, 1), plain=True, empty=True)
     if not text.strip():
         raise MigrationFileError("is empty; write the migration or delete the file", path)
     if _NOTHING_BUT_COMMENTS.fullmatch(text):
@@ -167,7 +172,8 @@ def prepare_file(path: Path, *, protected: Protected = (), checksum: str | None 
     return Script(path, False, None, tuple(protected), checksum)
 
 
-def prepare_files(paths: Iterable[Path], *, protected: Protected = ()) -> list[Script]:
+def prepare_files(paths: Iterable[Path], *, protected: Protected = (),
+                  checksums: Mapping[Path, str] | None = None) -> list[Script]:
     """:func:`prepare_file` for every file, before anything touches the database: the problems of
     all files are reported together in one :class:`MigrationFileError`, as discovery reports its
     own. (A streamed file's statements beyond its head are checked as it runs.)"""
@@ -175,7 +181,8 @@ def prepare_files(paths: Iterable[Path], *, protected: Protected = ()) -> list[S
     problems: list[str] = []
     for path in paths:
         try:
-            scripts.append(prepare_file(path, protected=protected))
+            scripts.append(prepare_file(path, protected=protected,
+                                        checksum=checksums.get(path) if checksums else None))
         except MigrationFileError as exc:
             problems.append(str(exc))
     if len(problems) == 1:

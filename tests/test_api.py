@@ -24,6 +24,7 @@ _SAMPLES: dict[str, tuple[tuple[object, ...], dict[str, object]]] = {
                         {"pending": [3], "modified": [1], "missing": [2], "failed": [4], "out_of_order": [5],
                          "renamed": [6]}),
     "DataLossError": (("would destroy data", ["DROP TABLE public.a: 3 rows (exact)"]), {}),
+    "LintError": (("1 error-level finding", ["sql/0002_b.sql:1: error require-concurrent-index-creation"]), {}),
     "DatabaseError": (("could not read the history", "42P01"), {}),
     "PrivilegeError": (("permission denied for table schema_migrations", "42501"), {}),
 }

@@ -436,3 +436,25 @@ def test_a_failed_transaction_on_the_given_connection_is_refused(database_url: s
         conn.rollback()
         [f] = lint(paths, conn).findings  # then it works, and says the table does not exist there
         assert f.severity == "info" and "does not exist on this database" in f.message
+
+
+# -- up runs the same check first ----------------------------------------------------------------------
+
+
+def test_up_prints_lint_findings_as_warnings_and_strict_refuses(cli, conn, mdir):
+    mdir.write("0001_t.sql", "CREATE TABLE t (id int);\n")
+    assert cli("up", "--dir", str(mdir)).code == 0
+    conn.execute("INSERT INTO t SELECT generate_series(1, 1000); ANALYZE t")
+    mdir.write("0002_idx.sql", "CREATE INDEX t_id ON t (id);\n")
+
+    r = cli("up", "--dir", str(mdir), "--strict")
+    assert r.code == 2 and "Traceback" not in r.err, r
+    assert "require-concurrent-index-creation" in r.err and "nothing was run" in r.err, r
+    assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (1,)
+    assert conn.execute("SELECT to_regclass('t_id')").fetchone() == (None,)
+
+    r = cli("up", "--dir", str(mdir))
+    assert r.code == 0, r
+    assert "lint:" in r.err and "0002_idx.sql:1" in r.err and "require-concurrent-index-creation" in r.err, r
+    assert "CONCURRENTLY" in r.err, r  # the safer recipe
+    assert conn.execute("SELECT to_regclass('t_id')::text").fetchone() == ("t_id",)
