@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from ._errors import MigrationFileError
@@ -319,46 +320,70 @@ def _char_offsets(piece: bytes, lo: int, hits: list[int]) -> list[int]:
     return out
 
 
+def word_scan(text: str, names: Sequence[str] = ()) -> tuple[list[int], list[list[int]]]:
+    """The byte searches that decide which statements deserve a closer look, on one ASCII-lowered
+    encoding of ``text``: the offsets of words that can make a statement matter to the checks
+    (transaction control, statements that need no-transaction, the ``sqlmigrate`` of a directive),
+    and for each of ``names`` the offsets where that identifier appears as a whole word, bare or
+    double-quoted.  Most files have no hit at all.  False positives (a word in a string) are fine."""
+    needles = [_needles(name) for name in names]
+    overlap = max([16] + [len(x) + 1 for group in needles for x in group])
+    risky: list[int] = []
+    found: list[list[int]] = [[] for _ in names]
+    pieces = ([(True, 0, text.encode("utf-8", "surrogatepass").lower())] if len(text) <= _CHUNK
+              else _located_chunks(text, overlap))  # most texts: one piece, no generator
+    for first, lo, piece in pieces:
+        m = _SCAN_RE.search(piece)  # usually None: no iterator, no call
+        hits = [] if m is None else _hits(piece, first, _SCAN_RE.finditer(piece, m.start()), word_start=True)
+        if b"sqlmigrate" in piece:  # anywhere: it may follow "--" directly
+            hits = sorted(hits + _hits(piece, first, _MARK_RE.finditer(piece), word_start=False))
+        _extend(risky, _char_offsets(piece, lo, hits))
+        for group, out in zip(needles, found):
+            if any(needle in piece for needle in group):
+                matches = re.finditer(b"|".join(map(re.escape, group)), piece)
+                _extend(out, _char_offsets(piece, lo, _hits(piece, first, matches, word_start=True, whole=True)))
+    return risky, found
+
+
 def risky_offsets(text: str) -> list[int]:
-    """Offsets of the words that can make a statement matter to the checks (transaction control,
-    statements that need no-transaction, directive comments).  Most files have none, and then no
-    statement needs a closer look.  False positives (a word in a string) are fine."""
-    words = _word_offsets(text, _SCAN_RE, 16, word_start=True)
-    # The directive marker, anywhere (it may follow "--" directly); a separate search keeps the
-    # word regex's first-byte dispatch fast.
-    marks = _word_offsets(text, _MARK_RE, 16, word_start=False)
-    return sorted(words + marks) if marks else words
+    """The first half of :func:`word_scan`."""
+    return word_scan(text)[0]
+
+
+def name_offsets(text: str, name: str) -> list[int]:
+    """The offsets of one name, as :func:`word_scan` finds them."""
+    return word_scan(text, [name])[1][0]
 
 
 _MARK_RE = re.compile(b"sqlmigrate")
 
 
-def name_offsets(text: str, name: str) -> list[int]:
-    """Offsets where identifier ``name`` appears as a whole word, bare or double-quoted (ASCII
-    case-insensitive; false positives are fine)."""
-    needles = {name.encode("utf-8", "surrogatepass").lower()}
+@lru_cache(maxsize=64)
+def _needles(name: str) -> tuple[bytes, ...]:
+    needles: tuple[bytes, ...] = (name.encode("utf-8", "surrogatepass").lower(),)
     if '"' in name:
-        needles.add(name.replace('"', '""').encode("utf-8", "surrogatepass").lower())
-    pattern = re.compile(b"|".join(re.escape(x) for x in sorted(needles, key=len, reverse=True)))
-    return _word_offsets(text, pattern, max(len(x) for x in needles) + 1, word_start=True, whole=True)
+        needles = (name.replace('"', '""').encode("utf-8", "surrogatepass").lower(), *needles)  # longer first
+    return needles
 
 
-def _word_offsets(text: str, pattern: re.Pattern[bytes], overlap: int, *, word_start: bool,
-                  whole: bool = False) -> list[int]:
-    out: list[int] = []
-    for first, lo, piece in _located_chunks(text, overlap):
-        hits = []
-        for m in pattern.finditer(piece):
-            k = m.start()
-            if k == 0 and not first:
-                continue  # seen by the previous piece
-            if k > 0 and word_start and piece[k - 1] in _IDBYTES:
-                continue
-            if whole and m.end() < len(piece) and piece[m.end()] in _IDBYTES:
-                continue
-            hits.append(k)
-        out.extend(o for o in _char_offsets(piece, lo, hits) if not out or o > out[-1])
-    return out
+def _hits(piece: bytes, first: bool, matches: Iterator[re.Match[bytes]], *, word_start: bool,
+          whole: bool = False) -> list[int]:
+    hits = []
+    for m in matches:
+        k = m.start()
+        if k == 0 and not first:
+            continue  # seen by the previous piece
+        if k > 0 and word_start and piece[k - 1] in _IDBYTES:
+            continue
+        if whole and m.end() < len(piece) and piece[m.end()] in _IDBYTES:
+            continue
+        hits.append(k)
+    return hits
+
+
+def _extend(out: list[int], offsets: list[int]) -> None:
+    # Pieces overlap: a hit in the overlap is found twice.
+    out.extend(o for o in offsets if not out or o > out[-1])
 
 
 def needs_scan(text: str) -> bool:

@@ -174,21 +174,24 @@ def prepare_file(path: Path, *, protected: Protected = (), checksum: str | None 
 
 def prepare_files(paths: Iterable[Path], *, protected: Protected = (),
                   checksums: Mapping[Path, str] | None = None) -> list[Script]:
-    """:func:`prepare_file` for every file, before anything touches the database: the problems of
-    all files are reported together in one :class:`MigrationFileError`, as discovery reports its
-    own. (A streamed file's statements beyond its head are checked as it runs.)"""
+    """:func:`prepare_file` for every file (``checksums``: what each streamed file's text must
+    have), before anything touches the database: the problems of all files are reported together
+    in one :class:`MigrationFileError`, as discovery reports its own; a single problem is raised
+    as it is, naming its file and line. (A streamed file's statements beyond its head are checked
+    as it runs.)"""
     scripts: list[Script] = []
-    problems: list[str] = []
+    problems: list[MigrationFileError] = []
     for path in paths:
         try:
             scripts.append(prepare_file(path, protected=protected,
-                                        checksum=checksums.get(path) if checksums else None))
+                                        checksum=None if checksums is None else checksums.get(path)))
         except MigrationFileError as exc:
-            problems.append(str(exc))
+            problems.append(exc)
     if len(problems) == 1:
-        raise MigrationFileError(problems[0])
+        raise problems[0]
     if problems:
-        raise MigrationFileError(f"{len(problems)} migration files need fixing:\n" + "\n".join(problems))
+        raise MigrationFileError(f"{len(problems)} migration files need fixing:\n"
+                                 + "\n".join(str(p) for p in problems))
     return scripts
 
 
