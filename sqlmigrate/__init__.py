@@ -14,6 +14,7 @@ from ._errors import (
     DatabaseError,
     DataLossError,
     HistoryError,
+    LintError,
     LockTimeoutError,
     MigrationError,
     MigrationFileError,
@@ -26,21 +27,23 @@ from ._errors import (
 if TYPE_CHECKING:
     from ._dataloss import Finding
     from ._history import LogEntry
+    from ._lint import LintFinding, LintReport, lint
     from ._migrator import Migrator, Result, StepResult, ensure_current, up
     from ._plan import MigrationStatus, State, Status
     from ._recovery import Baselined, BaselineResult, Repaired, RepairResult, Unresolved
+    from ._schemafile import Drift, DumpResult, drift, dump
     from ._verify import MigrationReport, VerifyReport, verify
 
 __version__ = "0.2.0.dev0"  # the one place the version is defined (pyproject reads it)
 
 __all__ = [
     # the API
-    "Migrator", "ensure_current", "up", "verify",
+    "Migrator", "drift", "dump", "ensure_current", "lint", "up", "verify",
     # results, and the types they are made of
-    "BaselineResult", "Baselined", "Finding", "LogEntry", "MigrationReport", "MigrationStatus",
+    "BaselineResult", "Baselined", "Drift", "DumpResult", "Finding", "LintFinding", "LintReport", "LogEntry", "MigrationReport", "MigrationStatus",
     "RepairResult", "Repaired", "Result", "State", "Status", "StepResult", "Unresolved", "VerifyReport",
     # errors
-    "ConfigurationError", "ConnectError", "DataLossError", "DatabaseError", "HistoryError",
+    "ConfigurationError", "ConnectError", "DataLossError", "DatabaseError", "HistoryError", "LintError",
     "LockTimeoutError", "MigrationError", "MigrationFileError", "NotCurrentError", "OutOfOrderError",
     "PrivilegeError", "SqlMigrateError",
 ]
@@ -55,6 +58,8 @@ _LAZY = {
     "LogEntry": "history",
     "MigrationReport": "verify", "VerifyReport": "verify", "verify": "verify",
     "Finding": "dataloss",
+    "LintFinding": "lint", "LintReport": "lint", "lint": "lint",
+    "Drift": "schemafile", "DumpResult": "schemafile", "drift": "schemafile", "dump": "schemafile",
 }
 
 

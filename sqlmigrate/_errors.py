@@ -115,7 +115,8 @@ class NotCurrentError(SqlMigrateError):
 
     def __init__(self, message: str, *, pending: Sequence[int] = (), modified: Sequence[int] = (),
                  missing: Sequence[int] = (), failed: Sequence[int] = (),
-                 out_of_order: Sequence[int] = (), renamed: Sequence[int] = ()) -> None:
+                 out_of_order: Sequence[int] = (), renamed: Sequence[int] = (),
+                 drift: Sequence[str] = ()) -> None:
         self.pending = tuple(pending)
         self.modified = tuple(modified)
         self.missing = tuple(missing)
@@ -123,6 +124,8 @@ class NotCurrentError(SqlMigrateError):
         self.out_of_order = tuple(out_of_order)
         #: applied versions whose file now has another name
         self.renamed = tuple(renamed)
+        #: ``ensure_current(..., drift=True)``: objects that differ from the schema file
+        self.drift = tuple(drift)
         super().__init__(message)
 
 

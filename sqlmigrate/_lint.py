@@ -239,13 +239,10 @@ def _with_database(names: tuple[str, ...], found: list[_File], database: str | p
     from . import _lintdb as lintdb
 
     if isinstance(database, str):
-        from ._connection import connect
+        from ._session import connection
 
-        conn = connect(database)
-        try:
+        with connection(database) as conn:
             return _with_database(names, found, conn, long_transaction_s)
-        finally:
-            conn.close()
     findings: list[LintFinding] = []
     locks: list[LockedTable] = []
     touched: dict[int, str] = {}

@@ -361,9 +361,23 @@ def ensure_current(
     table: str = DEFAULT_TABLE,
     schema: str | None = None,
     statement_timeout: float | None = None,
+    drift: bool = False,
+    schema_file: str | Path | None = None,
 ) -> Status:
-    """Raise :class:`NotCurrentError` unless every migration in ``directory`` is applied unchanged.
+    """Raise :class:`NotCurrentError` unless every migration in ``directory`` is applied unchanged;
+    with ``drift``, also unless the live schema matches the schema file (``schema_file``, default
+    ``<directory>/schema.sql``, written by ``sqlmigrate dump``).
 
-    For application boot code that must not start against an old schema.
+    For application boot code that must not start against an old or hand-altered schema.
     """
-    return Migrator(database, directory, table=table, schema=schema, statement_timeout=statement_timeout).check()
+    status = Migrator(database, directory, table=table, schema=schema, statement_timeout=statement_timeout).check()
+    if drift:
+        from ._schemafile import SCHEMA_FILE
+        from ._schemafile import drift as find_drift
+
+        path = Path(schema_file) if schema_file is not None else Path(directory) / SCHEMA_FILE
+        found = find_drift(database, path, table=table)
+        if found:
+            raise NotCurrentError(f"the database has drifted from {path}: "
+                                  + "; ".join(d.describe() for d in found), drift=[d.describe() for d in found])
+    return status

@@ -380,16 +380,24 @@ def snapshot_of(conn: psycopg.Connection, *, table: str = DEFAULT_TABLE) -> Snap
 
 @dataclass(frozen=True)
 class DumpResult:
+    """What ``dump`` wrote: where (None: not written), how many objects, whether the file changed."""
+
     path: Path | None
     objects: int
     changed: bool
     text: str
 
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": None if self.path is None else str(self.path), "objects": self.objects,
+                "changed": self.changed, "text": self.text}
+
 
 def dump(database: Any, output: str | Path | None, *, table: str = DEFAULT_TABLE) -> DumpResult:
     """Write the schema file of ``database`` (a connection string or an open psycopg connection) to
     ``output`` (``None``: only return the text). The file is rewritten only when its text changes."""
-    with _connection(database) as conn:
+    from ._session import connection
+
+    with connection(database) as conn:
         snapshot = snapshot_of(conn, table=table)
     text = render(snapshot)
     if output is None:
@@ -419,28 +427,10 @@ def drift(database: Any, schema_file: str | Path, *, table: str = DEFAULT_TABLE)
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"{path}: cannot read the schema file: {exc}") from None
-    with _connection(database) as conn:
+    from ._session import connection
+
+    with connection(database) as conn:
         actual = render(snapshot_of(conn, table=table))
     found = compare(parse(expected), parse(actual))
     log.debug("drift: %d difference(s) from %s", len(found), path)
     return found
-
-
-class _connection:
-    """A connection from a string (closed afterwards) or the caller's own (left open)."""
-
-    def __init__(self, database: Any) -> None:
-        self.database = database
-        self.owned: psycopg.Connection | None = None
-
-    def __enter__(self) -> psycopg.Connection:
-        if isinstance(self.database, str):
-            from ._connection import connect
-
-            self.owned = connect(self.database)
-            return self.owned
-        return self.database  # type: ignore[no-any-return]
-
-    def __exit__(self, *exc: object) -> None:
-        if self.owned is not None:
-            self.owned.close()

@@ -226,14 +226,23 @@ def open_session(database: Any, *, table: str, schema: str | None, lock_strategy
     if lock_strategy not in LOCK_STRATEGIES:
         # ``auto`` becomes ``session`` or ``transaction`` when the lock is first needed
         raise ConfigurationError(f"invalid lock strategy {lock_strategy!r}: one of {', '.join(LOCK_STRATEGIES)}")
-    with _connection(database) as (conn, conninfo), translate("opening the session"):
+    with _connected(database) as (conn, conninfo), translate("opening the session"):
         history = History.locate(conn, table, schema)
         yield Session(conn, history, conninfo=conninfo, strategy=lock_strategy, lock_timeout=lock_timeout,
                       statement_timeout=statement_timeout, lock_wait=lock_wait, lock_retries=lock_retries)
 
 
 @contextmanager
-def _connection(database: Any) -> Iterator[tuple[psycopg.Connection, str | None]]:
+def connection(database: Any) -> Iterator[psycopg.Connection]:
+    """A connection to ``database`` (a connection string, a SQLAlchemy Engine or URL: closed
+    afterwards; or the caller's open psycopg connection: handed back as it came), for work that needs
+    no history or lock."""
+    with _connected(database) as (conn, _):
+        yield conn
+
+
+@contextmanager
+def _connected(database: Any) -> Iterator[tuple[psycopg.Connection, str | None]]:
     import psycopg
 
     if isinstance(database, psycopg.Connection):

@@ -207,6 +207,21 @@ def test_drift_api(drifted, database_url: str, mdir):
         assert not c.closed
 
 
+def test_ensure_current_with_drift_for_boot_code(cli, mdir, database_url: str, conn: psycopg.Connection):
+    import sqlmigrate
+
+    for name, text in DRIFT_MIGRATIONS.items():
+        mdir.write(name, text)
+    assert cli("up").code == 0 and cli("dump").code == 0
+    sqlmigrate.ensure_current(database_url, mdir.path, drift=True)  # current and no drift: returns
+    conn.execute("DROP INDEX t_x")
+    sqlmigrate.ensure_current(database_url, mdir.path)  # without drift=True only the history counts
+    with pytest.raises(sqlmigrate.NotCurrentError) as caught:
+        sqlmigrate.ensure_current(database_url, mdir.path, drift=True)
+    assert caught.value.drift == ("index public.t_x is missing (in the schema file, not in the database)",)
+    assert "schema.sql" in str(caught.value) and caught.value.pending == ()
+
+
 def test_check_drift_without_a_schema_file_says_to_dump(cli, mdir):
     mdir.write("0001_t.sql", "CREATE TABLE t (id int);\n")
     assert cli("up").code == 0
