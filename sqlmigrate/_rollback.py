@@ -125,7 +125,9 @@ def prepare_steps(conn: psycopg.Connection, history: History, chosen: Sequence[M
         m = e.migration
         assert m is not None and m.rollback is not None
         try:
-            scripts.append(prepare(m.read_rollback(), m.rollback, protected=protected))
+            scripts.append(prepare(m.read_rollback(), m.rollback, protected=protected, rollback=True))
+            if scripts[-1].empty:
+                log.info("%s", empty_note(m))
         except MigrationFileError as exc:
             problems.append(str(exc))
     if problems:
@@ -135,6 +137,10 @@ def prepare_steps(conn: psycopg.Connection, history: History, chosen: Sequence[M
     return [Planned(e, s, tuple(find_data_loss(conn, [(st.text, st.line) for st in s.statements],
                                             budget_s=CHECK_BUDGET_S)))
             for e, s in zip(chosen, scripts)]
+
+
+def empty_note(m: files.Migration) -> str:
+    return f"rollback of {m.label} is empty: nothing to undo"
 
 
 def all_findings(steps: Sequence[Planned]) -> list[Finding]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,9 @@ class Difference:
     change: str
     before: str | None
     after: str | None
+    #: no reversibility problem: the two differ only in a date/time constant that PostgreSQL folded
+    #: into a view definition when the view was created (``'now'::timestamp``, ``'today'::date``)
+    lesser: bool = False
 
     def describe(self) -> str:
         """One readable line, e.g. ``column public.wps.modules_data: default differs ('{}'::jsonb -> none)``.
@@ -73,6 +77,9 @@ class Difference:
             return f"{self.object} is missing"
         if self.change == "extra":
             return f"{self.object} still exists"
+        if self.lesser:
+            return (f"{self.object}: {self.change} only in a date/time constant (PostgreSQL folds 'now' or "
+                    f"'today' into the view each time it is created: {_show_change(self.before, self.after)})")
         # An absent privileges property means the owner-only default, not "no privileges".
         none = "default" if self.change.startswith("privileges ") else "none"
         return f"{self.object}: {self.change} ({_show_change(self.before, self.after, none)})"
@@ -138,8 +145,23 @@ def diff(before: Snapshot, after: Snapshot) -> list[Difference]:
             for prop in sorted(set(b) | set(a)):
                 if b.get(prop) != a.get(prop):
                     verb = "differ" if prop in _PLURAL else "differs"
-                    out.append(Difference(key, f"{prop} {verb}", b.get(prop), a.get(prop)))
+                    lesser = prop == "definition" and key.startswith(_VIEWS) and _folded(b[prop]) == _folded(a[prop])
+                    out.append(Difference(key, f"{prop} {verb}", b.get(prop), a.get(prop), lesser))
     return out
+
+
+_VIEWS = ("view ", "materialized view ")
+
+# A date/time literal as pg_get_viewdef prints it (DateStyle ISO, TimeZone UTC while a snapshot is
+# taken): '2026-11-30 03:45:54.123456'::timestamp without time zone, '2026-11-30'::date...
+_DATETIME_LITERAL = re.compile(
+    r"'\d{4,}-\d\d-\d\d(?: \d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d(?::\d\d){0,2})?)?(?: BC)?'"
+    r"::(timestamp|date|time)")
+
+
+def _folded(definition: str | None) -> str | None:
+    """A view definition with its date/time constants blanked out."""
+    return None if definition is None else _DATETIME_LITERAL.sub(r"'...'::\1", definition)
 
 
 # --- catalog queries -----------------------------------------------------------------------------

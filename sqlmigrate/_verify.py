@@ -1,9 +1,11 @@
 """``sqlmigrate verify``: prove that every rollback restores the schema, in a throwaway database.
 
-For each migration, in version order: snapshot the schema, apply the migration, snapshot, run its
-rollback, compare with the first snapshot, apply it again (later migrations build on it). Everything
-runs through the core's own machinery (``script.prepare``, ``execute``, real history rows), so a
-migration behaves here exactly as under ``up`` and ``down``.
+For each migration, in version order: snapshot the schema, apply the migration, run its rollback,
+compare the schema with the snapshot, apply it again (later migrations build on it). Every step
+runs through the core's one executor (``_step.run``, real history rows, a fresh session state for
+each file, as psql would run it), so a migration behaves here exactly as under ``up`` and ``down``.
+A step that leaves the database in no known state (its rollback or its re-apply failed) is
+reported, and the database is rebuilt from scratch up to that migration to check the next one.
 
 The throwaway database is created on the server the given URL points to (through a maintenance
 connection to the URL's own database, which is never otherwise touched) and always dropped, also
@@ -17,15 +19,15 @@ import logging
 import secrets
 import signal
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _files as files
 from ._config import DEFAULT_TABLE
-from ._errors import ConfigurationError, DatabaseError, MigrationFileError, SqlMigrateError
+from ._errors import ConfigurationError, DatabaseError, SqlMigrateError
 
 if TYPE_CHECKING:
     import psycopg
@@ -58,6 +60,9 @@ class MigrationReport:
     info: tuple[str, ...] = ()
     #: the schema differences behind the difference lines in ``problems``
     differences: tuple[Difference, ...] = ()
+    #: differences that are no reversibility problem (a date/time constant PostgreSQL folded into a
+    #: view when it was created): reported, but ``ok`` stays true
+    lesser: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -65,16 +70,17 @@ class MigrationReport:
             "label": self.label,
             "ok": self.ok,
             "problems": list(self.problems),
+            "lesser": list(self.lesser),
             "info": list(self.info),
-            "differences": [{"object": d.object, "change": d.change, "before": d.before, "after": d.after}
-                            for d in self.differences],
+            "differences": [{"object": d.object, "change": d.change, "before": d.before, "after": d.after,
+                             "lesser": d.lesser} for d in self.differences],
         }
 
 
 @dataclass(frozen=True)
 class VerifyReport:
     migrations: tuple[MigrationReport, ...]
-    #: labels of migrations never reached because an earlier one could not be (re-)applied
+    #: labels of migrations never reached because an earlier one could not be applied
     not_verified: tuple[str, ...] = ()
     #: name of the database the checks ran in
     database: str = ""
@@ -91,23 +97,27 @@ class VerifyReport:
         total = len(self.migrations) + len(self.not_verified)
         if not total:
             return "no migrations to verify"
+        lesser = sum(len(m.lesser) for m in self.migrations)
+        more = f" ({lesser} lesser finding{'s' if lesser > 1 else ''})" if lesser else ""
         if self.ok:
-            return f"all {total} migration(s) are reversible"
+            return f"all {total} migration(s) are reversible{more}"
         text = f"{len(self.failed)} of {total} migration(s) have problems"
         if self.not_verified:
             text += f", {len(self.not_verified)} not verified"
-        return text
+        return text + more
 
     def describe(self, *, only_problems: bool = False) -> str:
         """The report as readable text, one block per migration (``only_problems``: skip the ok ones
         without information)."""
         lines: list[str] = []
         for m in self.migrations:
-            if only_problems and m.ok and not m.info:
+            if only_problems and m.ok and not m.info and not m.lesser:
                 continue
             lines.append(f"{'ok' if m.ok else 'FAIL':<5} {m.label}")
             for p in m.problems:
                 lines.append("      - " + p.replace("\n", "\n        "))
+            for p in m.lesser:
+                lines.append("      lesser: " + p.replace("\n", "\n        "))
             for i in m.info:
                 lines.append("      info: " + i.replace("\n", "\n        "))
         if self.not_verified:
@@ -134,20 +144,61 @@ def verify(database_url: str | None, directory: str | Path = "sql", *, scratch_d
     Runs in a new database ``sqlmigrate_verify_<random>`` on the server of ``database_url``, dropped
     afterwards whatever happens. With ``scratch_database`` (for servers where you may not create
     databases), runs there instead: it must hold no tables, is not dropped, and is emptied again
-    afterwards by rolling the migrations back. Problems with the migrations are reported in the
+    afterwards. A step that cannot be verified (its rollback or its re-apply fails) is reported, the
+    database is rebuilt up to that migration from scratch, and the next migration is checked, so
+    one run reports every problem of the history. Problems with the migrations are reported in the
     result; errors (migration files, connection, permissions) are raised. ``statement_timeout``
     (seconds) cancels any statement that runs longer, reported as a failure of its migration.
     """
     migrations = files.discover(directory)
+    options = (table, schema, statement_timeout)
     if scratch_database is not None:
-        return _verify_in_scratch(scratch_database, migrations, table, schema, statement_timeout)
+        return _verify_in_scratch(scratch_database, migrations, options)
     if not database_url:
         raise ConfigurationError("verify needs a database URL (its server hosts the throwaway database) "
                                  "or --scratch-database")
-    with throwaway_database(database_url) as (url, name), \
-            _session(url, table, schema, statement_timeout) as s, s.locked():
-        migrations_done, rest = _run(s, migrations)
-    return VerifyReport(tuple(migrations_done), tuple(rest), name)
+    server_url = database_url
+    with throwaway_database(server_url) as (url, name):
+        def recreate() -> None:
+            _drop(server_url, name, quiet=True)
+            _create(server_url, name)
+
+        with _Workspace(url, options, recreate) as ws:
+            done, rest = _run(ws, migrations)
+    return VerifyReport(tuple(done), tuple(rest), name)
+
+
+_Options = tuple[str, str | None, float | None]  # table, schema, statement timeout
+
+
+class _Workspace:
+    """The database verify works in, the session it holds there (with the migration lock), and how
+    to start it over: ``wipe`` empties the database while no session is open."""
+
+    def __init__(self, url: str, options: _Options, wipe: Callable[[], None]) -> None:
+        self.url = url
+        self.options = options
+        self._wipe = wipe
+        self._stack = ExitStack()
+        self.s: Session
+
+    def __enter__(self) -> _Workspace:
+        self._open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def _open(self) -> None:
+        s = self._stack.enter_context(_session(self.url, *self.options))
+        self._stack.enter_context(s.locked())
+        self.s = s
+
+    def start_over(self) -> None:
+        """An empty database again, with a new session (nothing of the old one survives)."""
+        self._stack.close()
+        self._wipe()
+        self._open()
 
 
 @contextmanager
@@ -168,26 +219,14 @@ def _session(url: str, table: str, schema: str | None, statement_timeout: float 
 def throwaway_database(server_url: str) -> Iterator[tuple[str, str]]:
     """Create an empty database on the server of ``server_url``; yield (its URL, its name); drop it
     on the way out, also after an exception or Ctrl-C."""
-    import psycopg
-    from psycopg import sql
     from psycopg.conninfo import make_conninfo
 
     from ._connection import normalize
 
     name = SCRATCH_PREFIX + secrets.token_hex(6)
-    ident = sql.Identifier(name)
     # Ctrl-C between CREATE and the try below would leave the database behind: hold it until then.
-    with _sigint_deferred(), _connect_admin(server_url) as admin:
-        try:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(ident))
-        except psycopg.Error as exc:
-            message = f"could not create the throwaway database {name}: {str(exc).strip()}"
-            if exc.sqlstate == "42501":
-                raise ConfigurationError(
-                    message + "; grant the CREATEDB privilege, or pass --scratch-database URL of an "
-                    "empty database verify may use"
-                ) from None
-            raise DatabaseError(message, exc.sqlstate) from None
+    with _sigint_deferred():
+        _create(server_url, name)
     log.info("created throwaway database %s", name)
     try:
         yield make_conninfo(normalize(server_url), dbname=name), name
@@ -197,13 +236,31 @@ def throwaway_database(server_url: str) -> Iterator[tuple[str, str]]:
             _drop(server_url, name)
 
 
+def _create(server_url: str, name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with _connect_admin(server_url) as admin:
+        try:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        except psycopg.Error as exc:
+            message = f"could not create the throwaway database {name}: {str(exc).strip()}"
+            if exc.sqlstate == "42501":
+                raise ConfigurationError(
+                    message + "; grant the CREATEDB privilege, or pass --scratch-database URL of an "
+                    "empty database verify may use"
+                ) from None
+            raise DatabaseError(message, exc.sqlstate) from None
+
+
 def _connect_admin(server_url: str) -> psycopg.Connection:
     from ._connection import connect
 
     return connect(server_url)
 
 
-def _drop(server_url: str, name: str) -> None:
+def _drop(server_url: str, name: str, *, quiet: bool = False) -> None:
+    """Drop the throwaway database; ``quiet``: to re-create it, where a failure is the caller's."""
     from psycopg import sql
 
     ident = sql.Identifier(name)
@@ -217,10 +274,13 @@ def _drop(server_url: str, name: str) -> None:
                               " WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
                 admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(ident))
     except Exception as exc:
+        if quiet:
+            raise
         log.warning("could not drop the throwaway database %s: %s; drop it by hand with "
                     "DROP DATABASE %s", name, str(exc).strip(), name)
         return
-    log.info("dropped throwaway database %s", name)
+    if not quiet:
+        log.info("dropped throwaway database %s", name)
 
 
 @contextmanager
@@ -246,16 +306,28 @@ def _sigint_deferred() -> Iterator[None]:
 # -- a database the user provides -------------------------------------------------------------------
 
 
-def _verify_in_scratch(url: str, migrations: Sequence[files.Migration], table: str,
-                       schema: str | None, statement_timeout: float | None) -> VerifyReport:
+def _verify_in_scratch(url: str, migrations: Sequence[files.Migration], options: _Options) -> VerifyReport:
+    from ._snapshot import take
+
+    table, schema, statement_timeout = options
     with _session(url, table, schema, statement_timeout) as s:
         name = s.conn.info.dbname
         _refuse_unless_empty(s.conn, s.history, name)
-        with s.locked():
+        empty = take(s.conn, exclude_tables=(s.history.table, s.history.log_table))
+        history = s.history
+
+    def wipe() -> None:
+        _wipe(url, history, empty, name)
+
+    with _Workspace(url, options, wipe) as ws:
+        try:
+            done, rest = _run(ws, migrations)
+        finally:
             try:
-                done, rest = _run(s, migrations)
-            finally:
-                _empty_again(s, migrations, name)
+                ws.start_over()
+            except Exception as exc:
+                log.warning("could not empty the scratch database %s again (%s); drop and re-create it "
+                            "before the next verify", name, _text(exc).splitlines()[0])
     return VerifyReport(tuple(done), tuple(rest), name)
 
 
@@ -278,106 +350,150 @@ def _refuse_unless_empty(conn: psycopg.Connection, history: History, name: str) 
         )
 
 
-def _empty_again(s: Session, migrations: Sequence[files.Migration], name: str) -> None:
-    """Roll back, newest first, what ``verify`` left applied in the user's scratch database, so it
-    can be used again."""
-    from ._script import prepare
+# What each kind of top-level object in a snapshot is dropped with, in this order (a schema's
+# CASCADE takes what is in it; an extension's, what uses its types).
+_DROP_ORDER = ("event trigger", "schema", "extension", "materialized view", "view", "foreign table", "table",
+               "sequence", "procedure", "aggregate", "function", "type")
 
-    try:
-        from . import _execute as execute
 
-        execute.rollback_if_open(s.conn, s.reset)
-        applied = {r.version for r in s.rows()}
-        for m in reversed(migrations):
-            if m.version not in applied:
-                continue
-            if m.rollback is None:
-                raise MigrationFileError(f"{m.label} has no rollback file")
-            _revert(s, m, prepare(m.read_rollback(), m.rollback, protected=s.history.protected))
-    except Exception as exc:
-        log.warning("could not empty the scratch database %s again (%s); drop and re-create it before "
-                    "the next verify", name, str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+def _wipe(url: str, history: History, empty: Snapshot, name: str) -> None:
+    """Drop what the migrations created in the user's scratch database (whatever a snapshot sees
+    that was not there at the start) and clear the history; refuse to go on if that is not enough."""
+    from psycopg import sql
+
+    from ._snapshot import diff, take
+
+    exclude = (history.table, history.log_table)
+    with _connect_admin(url) as conn:
+        now = take(conn, exclude_tables=exclude)
+        statements = []
+        for kind in _DROP_ORDER:
+            for key, props in now.objects.items():
+                if key.startswith(kind + " ") and key not in empty.objects and key not in now.parents:
+                    what = "DOMAIN" if kind == "type" and props.get("kind") == "domain" else kind.upper()
+                    # Identities are made of quote_ident()ed names: valid SQL as they are.
+                    statements.append(f"DROP {what} IF EXISTS {key[len(kind) + 1:]} CASCADE")
+        statements.append(sql.SQL("DELETE FROM {}").format(history.ident).as_string(conn))
+        for statement in statements:
+            conn.execute(statement.encode())
+        left = diff(empty, take(conn, exclude_tables=exclude))
+    if left:
+        raise SqlMigrateError(
+            f"could not empty the scratch database {name} to rebuild it: "
+            + "; ".join(d.describe() for d in left[:5]) + "; use a throwaway database (leave out "
+            "--scratch-database) or drop and re-create it")
+    log.info("emptied scratch database %s", name)
 
 
 # -- the checks ----------------------------------------------------------------------------------------
 
 
-def _run(s: Session, migrations: Sequence[files.Migration]) -> tuple[list[MigrationReport], list[str]]:
-    """Check each migration in order; stop at the first that cannot be (re-)applied."""
-    import psycopg
+@dataclass(frozen=True)
+class _Outcome:
+    report: MigrationReport
+    #: the schema after the check, when it is known without another snapshot
+    after: Snapshot | None = None
+    #: the database is in no known state: rebuild it up to this migration before going on
+    rebuild: bool = False
+    #: the migration itself cannot be applied: later ones, which build on it, cannot be checked
+    stop: bool = False
 
+
+def _run(ws: _Workspace, migrations: Sequence[files.Migration]) -> tuple[list[MigrationReport], list[str]]:
+    """Check each migration in order. After a step that leaves the database in no known state (its
+    rollback or its re-apply failed), rebuild it from scratch up to that migration and go on; stop
+    only at a migration that cannot be applied at all."""
     from ._script import prepare
-    from ._snapshot import diff, take
 
-    conn, history = s.conn, s.history
-    protected = history.protected
     # Every migration file is checked before the first one runs, as ``up`` does.
-    scripts = [prepare(m.read(), m.path, protected=protected) for m in migrations]
-    exclude = (history.table, history.log_table)
-
-    def snapshot() -> Snapshot:
-        return take(conn, exclude_tables=exclude)
-
-    failures = (SqlMigrateError, psycopg.Error)
+    scripts = [prepare(m.read(), m.path, protected=ws.s.history.protected) for m in migrations]
     reports: list[MigrationReport] = []
-    current = snapshot()
+    current: Snapshot | None = None
+    failures = _failures()
     for i, (m, script) in enumerate(zip(migrations, scripts)):
+        outcome = _check(ws.s, m, script, current)
+        reports.append(outcome.report)
         rest = [later.label for later in migrations[i + 1:]]
-        before = current
-        try:
-            _apply(s, m, script)
-        except failures as exc:
-            reports.append(_report(m, [f"apply failed: {_text(exc)}"]))
+        if outcome.stop:
             return reports, rest
-        applied = current = snapshot()
-        if m.rollback is None:
-            reports.append(_report(m, [f"no rollback file (write {files.rollback_name(m)})"]))
-            continue
-        try:
-            rollback = prepare(m.read_rollback(), m.rollback, protected=protected)
-        except failures as exc:
-            reports.append(_report(m, [f"rollback failed: {_text(exc)}"]))
-            continue
-        info = _data_loss(conn, rollback)
-        try:
-            _revert(s, m, rollback)
-        except failures as exc:
-            # A rollback without a transaction may have stopped part way: look again.
-            current = snapshot()
-            reports.append(_report(m, [f"rollback failed: {_text(exc)}"], info))
-            continue
-        differences = diff(before, snapshot())
-        problems = [d.describe() for d in differences]
-        try:
-            _apply(s, m, script)
-        except failures as exc:
-            problems.append(f"re-apply failed: {_text(exc)}")
-            reports.append(_report(m, problems, info, differences))
-            return reports, rest
-        current = snapshot()
-        if not differences:
-            # Only meaningful after a clean rollback: the second build must equal the first.
-            problems += [_describe_reapply(d) for d in diff(applied, current)]
-        reports.append(_report(m, problems, info, differences))
+        current = outcome.after
+        if outcome.rebuild and rest:
+            log.info("%s: rebuilding the database from scratch up to %s, to go on", m.label, m.label)
+            try:
+                ws.start_over()
+                for earlier, earlier_script in zip(migrations[:i + 1], scripts):
+                    _apply(ws.s, earlier, earlier_script)
+            except failures as exc:
+                problem = f"could not rebuild the database up to {m.label} to go on: {_text(exc)}"
+                reports[-1] = replace(outcome.report, ok=False, problems=outcome.report.problems + (problem,))
+                return reports, rest
     return reports, []
 
 
+def _failures() -> tuple[type[Exception], ...]:
+    """What a migration's own failure looks like (psycopg is imported only on use)."""
+    import psycopg
+
+    return (SqlMigrateError, psycopg.Error)
+
+
+def _check(s: Session, m: files.Migration, script: Script, before: Snapshot | None) -> _Outcome:
+    """Apply ``m``, roll it back, compare the schema with ``before``, apply it again."""
+    from ._rollback import empty_note
+    from ._script import prepare
+    from ._snapshot import diff
+
+    failures = _failures()
+    if before is None:
+        before = _snapshot(s)
+    try:
+        _apply(s, m, script)
+    except failures as exc:
+        return _Outcome(_report(m, [f"apply failed: {_text(exc)}"]), stop=True)
+    if m.rollback is None:
+        return _Outcome(_report(m, [f"no rollback file (write {files.rollback_name(m)})"]))
+    try:
+        rollback = prepare(m.read_rollback(), m.rollback, protected=s.history.protected, rollback=True)
+    except failures as exc:
+        return _Outcome(_report(m, [f"rollback failed: {_text(exc)}"]))
+    info = [empty_note(m)] if rollback.empty else _data_loss(s.conn, rollback)
+    try:
+        _revert(s, m, rollback)
+    except failures as exc:
+        # A rollback in a transaction failed as a whole: the migration is still applied, as before.
+        # One without a transaction may have stopped part way: start over.
+        return _Outcome(_report(m, [f"rollback failed: {_text(exc)}"], info), rebuild=rollback.no_transaction)
+    differences = diff(before, _snapshot(s))
+    problems = [d.describe() for d in differences if not d.lesser]
+    lesser = [d.describe() for d in differences if d.lesser]
+    try:
+        _apply(s, m, script)
+    except failures as exc:
+        problems.append(f"re-apply failed: {_text(exc)}")
+        return _Outcome(_report(m, problems, info, differences, lesser), rebuild=True)
+    return _Outcome(_report(m, problems, info, differences, lesser))
+
+
+def _snapshot(s: Session) -> Snapshot:
+    from ._snapshot import take
+
+    return take(s.conn, exclude_tables=(s.history.table, s.history.log_table))
+
+
 def _report(m: files.Migration, problems: list[str], info: Sequence[str] = (),
-            differences: Sequence[Difference] = ()) -> MigrationReport:
+            differences: Sequence[Difference] = (), lesser: Sequence[str] = ()) -> MigrationReport:
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         log.info("%s: NOT reversible: %s%s", m.label, problems[0].splitlines()[0], more)
     else:
         log.info("%s: reversible", m.label)
-    return MigrationReport(m.version, m.label, not problems, tuple(problems), tuple(info), tuple(differences))
-
-
-def _describe_reapply(d: Difference) -> str:
-    if d.change == "missing":
-        return f"after re-applying, {d.object} no longer exists (the first apply created it)"
-    if d.change == "extra":
-        return f"after re-applying, {d.object} exists (the first apply did not create it)"
-    return f"after re-applying, {d.describe()}"
+    for line in lesser:
+        log.info("%s: lesser: %s", m.label, line.splitlines()[0])
+    for line in info:
+        if line.startswith("rollback of "):
+            log.info("%s: %s", m.label, line)
+    return MigrationReport(m.version, m.label, not problems, tuple(problems), tuple(info), tuple(differences),
+                           tuple(lesser))
 
 
 def _text(exc: BaseException) -> str:
@@ -393,6 +509,8 @@ def _data_loss(conn: psycopg.Connection, rollback: Script) -> list[str]:
     except Exception as exc:
         return [f"data-loss check failed: {_text(exc)}"]
     return [f"the rollback destroys data (line {f.line}): {f.describe()}" for f in findings]
+
+
 
 
 def _apply(s: Session, m: files.Migration, script: Script) -> None:

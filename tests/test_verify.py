@@ -88,16 +88,129 @@ def test_rollback_that_forgets_something_is_reported(server_url, mdir, what, up,
     assert [d.describe() for d in second.differences] == [expected]
     assert second.problems[0] == expected
     if reapply_fails:
-        # The leftover makes the second apply fail: later migrations build on it, so verify stops.
+        # The leftover makes the second apply fail: verify rebuilds the database up to 0002 and
+        # goes on with the next migration.
         assert len(second.problems) == 2 and second.problems[1].startswith("re-apply failed:")
         assert "already exists" in second.problems[1]
-        assert report.not_verified == ("0003_later",)
     else:
         assert second.problems == (expected,)
-        assert [m.label for m in report.migrations] == ["0001_base", "0002_change", "0003_later"]
-        assert report.migrations[2].ok
+    assert [m.label for m in report.migrations] == ["0001_base", "0002_change", "0003_later"]
+    assert report.migrations[2].ok
+    assert report.not_verified == ()
     text = report.describe()
     assert f"FAIL  0002_change\n      - {expected}" in text
+
+
+# A rollback that puts back an older overload of a function beside the new one: re-applying then
+# fails on an unqualified reference to the function. A later migration has a problem of its own.
+OVERLOAD = [
+    ("0001_base.sql", BASE),
+    ("0001_base.rollback.sql", BASE_ROLLBACK),
+    ("0002_hot_rank.sql", "CREATE FUNCTION hot_rank(score integer, at timestamptz) RETURNS float\n"
+                          "  LANGUAGE sql IMMUTABLE AS 'SELECT score / 2.0';\n"
+                          "COMMENT ON FUNCTION hot_rank IS 'ranking';\n"),
+    ("0002_hot_rank.rollback.sql", "DROP FUNCTION hot_rank(integer, timestamptz);\n"
+                                   "CREATE FUNCTION hot_rank(score integer) RETURNS float\n"
+                                   "  LANGUAGE sql IMMUTABLE AS 'SELECT score / 1.0';\n"),
+    ("0003_idx.sql", "CREATE INDEX t_x_idx ON t (x);\nALTER TABLE t ADD COLUMN y integer;\n"),
+    ("0003_idx.rollback.sql", "ALTER TABLE t DROP COLUMN y;\n"),
+    ("0004_fine.sql", "CREATE TABLE later (id integer);\n"),
+    ("0004_fine.rollback.sql", "DROP TABLE later;\n"),
+]
+
+
+def check_overload_report(report: VerifyReport) -> None:
+    assert [m.label for m in report.migrations] == ["0001_base", "0002_hot_rank", "0003_idx", "0004_fine"]
+    assert report.not_verified == ()
+    base, hot, idx, fine = report.migrations
+    assert base.ok, base
+    assert hot.problems[0] == "function public.hot_rank(integer) still exists"
+    assert hot.problems[1].startswith("re-apply failed: ")
+    assert 'function name "hot_rank" is not unique' in hot.problems[1]
+    assert idx.problems[0] == "index public.t_x_idx still exists"
+    assert idx.problems[1].startswith("re-apply failed: ") and "already exists" in idx.problems[1]
+    assert fine.ok, fine
+    assert report.summary() == "2 of 4 migration(s) have problems"
+    assert "not verified" not in report.describe()
+
+
+def test_a_step_that_cannot_be_reapplied_is_rebuilt_and_the_rest_still_verified(server_url, mdir):
+    for name, text in OVERLOAD:
+        mdir.write(name, text)
+    report = run(server_url, mdir)
+    check_overload_report(report)
+
+
+def test_the_scratch_database_is_rebuilt_too_and_emptied_afterwards(server_url, database_url, conn, mdir):
+    for name, text in OVERLOAD:
+        mdir.write(name, text)
+    report = verify(None, mdir.path, scratch_database=database_url)
+    check_overload_report(report)
+    tables = {r[0] for r in conn.execute(
+        "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'")}
+    assert tables == {"schema_migrations", "schema_migrations_log"}
+    assert conn.execute("SELECT count(*) FROM pg_proc WHERE proname = 'hot_rank'").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (0,)
+
+
+def test_a_failing_no_transaction_rollback_is_rebuilt_and_the_rest_still_verified(server_url, mdir):
+    mdir.write("0001_base.sql", BASE)
+    mdir.write("0001_base.rollback.sql", BASE_ROLLBACK)
+    mdir.write("0002_idx.sql", "-- sqlmigrate: no-transaction\nCREATE INDEX CONCURRENTLY t_x_idx ON t (x);\n"
+                               "CREATE INDEX CONCURRENTLY t_id_x_idx ON t (id, x);\n")
+    mdir.write("0002_idx.rollback.sql", "-- sqlmigrate: no-transaction\nDROP INDEX CONCURRENTLY t_x_idx;\n"
+                                        "DROP INDEX CONCURRENTLY nope;\n")
+    mdir.write("0003_fine.sql", "CREATE INDEX t_x_idx2 ON t (x);\n")
+    mdir.write("0003_fine.rollback.sql", "DROP INDEX t_x_idx2;\n")
+    report = run(server_url, mdir)
+    idx, fine = report.migrations[1:]
+    (problem,) = idx.problems
+    assert problem.startswith("rollback failed: ") and 'index "nope" does not exist' in problem
+    assert fine.ok, report.describe()
+    assert report.not_verified == ()
+
+
+def test_a_temporary_table_of_one_step_does_not_reach_the_next(server_url, mdir):
+    # psql runs each file in a session of its own: the temporary table (of the extension's type) is
+    # gone when the rollback drops the extension.
+    mdir.write("0001_paths.sql", "CREATE EXTENSION IF NOT EXISTS ltree;\n"
+                                 "CREATE TABLE comment (id integer PRIMARY KEY, path ltree);\n"
+                                 "CREATE TEMPORARY TABLE comment_temp (id integer, ltree_path ltree);\n"
+                                 "INSERT INTO comment_temp VALUES (1, 'a.b');\n"
+                                 "INSERT INTO comment SELECT id, ltree_path FROM comment_temp;\n")
+    mdir.write("0001_paths.rollback.sql", "DROP TABLE comment;\nDROP EXTENSION ltree;\n")
+    mdir.write("0002_more.sql", "CREATE TEMPORARY TABLE comment_temp (id integer);\n"
+                                "CREATE TABLE more (id integer);\n")
+    mdir.write("0002_more.rollback.sql", "DROP TABLE more;\n")
+    report = run(server_url, mdir)
+    assert report.ok, report.describe()
+
+
+def test_a_folded_now_constant_in_a_view_is_a_lesser_finding(server_url, mdir, cli):
+    mdir.write("0001_base.sql", BASE)
+    mdir.write("0001_base.rollback.sql", BASE_ROLLBACK)
+    mdir.write("0002_view.sql", "CREATE VIEW recent AS SELECT id FROM t\n"
+                                "  WHERE x > extract(epoch FROM 'now'::timestamp) - 86400;\n"
+                                "CREATE VIEW today AS SELECT 'today'::date AS d, 'now'::timestamptz AS at;\n")
+    mdir.write("0002_view.rollback.sql", "DROP VIEW today;\nDROP VIEW recent;\n")
+    # A rollback that puts back an older view of that kind: its constant is another moment, too.
+    mdir.write("0003_view2.sql", "CREATE OR REPLACE VIEW recent AS SELECT id FROM t\n"
+                                 "  WHERE x > extract(epoch FROM 'now'::timestamp) - 3600;\n")
+    mdir.write("0003_view2.rollback.sql", "SELECT pg_sleep(0.01);\nCREATE OR REPLACE VIEW recent AS SELECT id FROM t\n"
+                                          "  WHERE x > extract(epoch FROM 'now'::timestamp) - 86400;\n")
+    report = run(server_url, mdir)
+    assert report.ok, report.describe()
+    view2 = report.migrations[2]
+    assert view2.problems == ()
+    assert len(view2.lesser) == 1 and view2.lesser[0].startswith(
+        "view public.recent: definition differs only in a date/time constant"), view2
+    text = report.describe()
+    assert "lesser: view public.recent: definition differs only in a date/time constant" in text
+    assert report.summary() == "all 3 migration(s) are reversible (1 lesser finding)"
+
+    r = cli("verify", "--dir", str(mdir))
+    assert r.code == 0, r
+    assert "lesser: view public.recent" in r.out, r
 
 
 def test_correct_set_passes_including_no_transaction_and_up_down_spelling(server_url, mdir):
@@ -114,8 +227,7 @@ def test_correct_set_passes_including_no_transaction_and_up_down_spelling(server
     report = run(server_url, mdir)
 
     assert report.ok, report.describe()
-    assert [m.label for m in report.migrations] == ["0001_base.up", "0002_index.up", "0003_seed.up",
-                                                    "0004_golang_wrapper.up"]
+    assert [m.label for m in report.migrations] == ["0001_base", "0002_index", "0003_seed", "0004_golang_wrapper"]
     assert all(m.problems == () for m in report.migrations)
     # The data-loss check ran on the seed rows, as information only.
     seed = report.migrations[2]
@@ -224,7 +336,7 @@ def test_cli_exit_codes_text_and_json(cli, mdir, server_url):
     assert [m["ok"] for m in data["migrations"]] == [True, False]
     assert data["migrations"][1]["differences"] == [
         {"object": "index public.t_x_idx", "change": "extra", "before": None,
-         "after": "CREATE INDEX t_x_idx ON public.t USING btree (x)"}]
+         "after": "CREATE INDEX t_x_idx ON public.t USING btree (x)", "lesser": False}]
     assert data["database"] not in scratch_databases(server_url)
 
 
