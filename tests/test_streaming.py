@@ -229,3 +229,26 @@ def test_a_long_statement_streams_in_linear_time(mdir, monkeypatch, statement):
     assert "".join(c.text for c in chunks) == text
     assert any(long.rstrip(";\n") in c.text for c in chunks)
     assert sum(lexed) < 4 * len(text), (sum(lexed), len(text))
+
+
+def test_streamed_statements_are_those_of_the_whole_file(tmp_path, monkeypatch):
+    """However the reads fall, the streamed chunks hold exactly the statements the whole text has."""
+    from hypothesis import HealthCheck, assume, given, settings, strategies as st
+
+    from sqlmigrate import _sqltext as sqltext
+
+    monkeypatch.setattr(script, "CHUNK", 24)
+    alphabet = list("ab;'\"$-/*\n\r E(),") + ["$$", "$x$", "--", "/*", "*/", "''", "e'", "$1", "SELECT "]
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.lists(st.sampled_from(alphabet), max_size=80).map("".join))
+    def check(text: str) -> None:
+        assume(text.strip() and sqltext.unterminated(text) is None)
+        path = tmp_path / "0001_x.sql"
+        path.write_bytes(text.encode())
+        chunks = list(script._stream_chunks(path, (), None))
+        assert "".join(c.text for c in chunks) == text
+        streamed = [(c.file_line(s.line), s.text) for c in chunks for s in c.statements]
+        assert streamed == [(s.line, s.text) for s in sqltext.split(text)]
+
+    check()
