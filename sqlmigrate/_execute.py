@@ -19,7 +19,7 @@ from psycopg import pq, sql
 from ._errors import MigrationError
 from ._script import Chunk, Script
 from . import _sqltext as sqltext
-from ._sqltext import line_at
+from ._sqltext import Statement, line_at
 
 if TYPE_CHECKING:
     import psycopg
@@ -291,8 +291,13 @@ def run_statement(conn: psycopg.Connection, script: Script, index: int, label: s
         raise _error(exc.error, script, label, stmt.line, stmt.text) from None
 
 
+#: Decides about a failed statement of a no-transaction script: None to run it again, or the error
+#: to raise (the one given, or one that says more).
+OnFailure = Callable[[Statement, MigrationError], "MigrationError | None"]
+
+
 def run_without_transaction(conn: psycopg.Connection, script: Script, label: str, history: History,
-                            version: int, *, rollback: bool = False) -> float:
+                            version: int, *, rollback: bool = False, on_failure: OnFailure | None = None) -> float:
     """Run a no-transaction script statement by statement; return elapsed ms.
 
     The caller has marked the history row "running"; each completed statement is counted in it, so
@@ -302,7 +307,14 @@ def run_without_transaction(conn: psycopg.Connection, script: Script, label: str
     statements = script.statements
     for i, stmt in enumerate(statements):
         try:
-            run_statement(conn, script, i, label)
+            while True:
+                try:
+                    run_statement(conn, script, i, label)
+                    break
+                except MigrationError as failed:
+                    error = on_failure(stmt, failed) if on_failure is not None else failed
+                    if error is not None:
+                        raise error from None
         except MigrationError as exc:
             what = "rollback statement" if rollback else "statement"
             try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -18,8 +19,12 @@ from typing import TYPE_CHECKING
 from . import _execute as execute
 from ._errors import MigrationError, SqlMigrateError
 
+from psycopg import sql
+
 if TYPE_CHECKING:
-    from psycopg import sql
+    import psycopg
+
+    from ._sqltext import Statement
 
     from ._files import Migration
     from ._script import Script
@@ -96,6 +101,92 @@ def _run_in_transaction(session: Session, step: Step) -> float | None:
             time.sleep(pause)
 
 
+class _StatementRetry:
+    """A statement of a no-transaction file that hit the lock wait runs again where that is safe:
+    a plain statement ran in a transaction of its own and was rolled back whole; a failed
+    ``CREATE INDEX CONCURRENTLY`` leaves an INVALID index, which is ours (the history says this
+    statement never completed) and is dropped first. Any other failure of such a statement is
+    reported with the INVALID index it left and the command that removes it."""
+
+    def __init__(self, session: Session, step: Step) -> None:
+        self.session, self.step, self.retries = session, step, 0
+
+    def __call__(self, stmt: Statement, exc: MigrationError) -> MigrationError | None:
+        conn = self.session.conn
+        index = _concurrent_index(stmt.text)
+        found = _invalid_index(conn, index) if index else None
+        if exc.sqlstate != _LOCK_NOT_AVAILABLE or not self.session.lock_wait or _MULTI_STEP.match(stmt.text):
+            return _with_invalid_index(exc, conn, found)
+        while self.retries < self.session.lock_retries:
+            self.retries += 1
+            pause = min(_MAX_PAUSE, 2.0 ** (self.retries - 1)) * random.uniform(0.5, 1.5)
+            log.warning("%s: the statement at line %s waited %g s for a lock%s; retry %d of %d in %.1f s",
+                        self.step.label, stmt.line, self.session.lock_wait,
+                        f" and left the INVALID index {_name(conn, found)}, dropped before the retry"
+                        if found else "",
+                        self.retries, self.session.lock_retries, pause)
+            time.sleep(pause)
+            if found is None or _drop_index(conn, found):
+                return None
+        return _with_invalid_index(exc, conn, found)
+
+
+def _with_invalid_index(exc: MigrationError, conn: psycopg.Connection,
+                        found: tuple[str, str] | None) -> MigrationError:
+    if found is None:
+        return exc
+    name = _name(conn, found)
+    return MigrationError(
+        f"{exc.server_message}; it left the INVALID index {name} behind, which slows writes and serves "
+        f"no query: remove it with DROP INDEX CONCURRENTLY {name};",
+        path=exc.path, line=exc.line, statement=exc.statement, sqlstate=exc.sqlstate,
+        detail=exc.detail, hint=exc.hint, context=exc.context)
+
+
+def _name(conn: psycopg.Connection, found: tuple[str, str]) -> str:
+    """schema.name as a user would type it: quoted only where it must be."""
+    return ".".join(part if re.fullmatch(r"[a-z_][a-z0-9_$]*", part) else sql.Identifier(part).as_string(conn)
+                    for part in found)
+
+
+def _drop_index(conn: psycopg.Connection, found: tuple[str, str]) -> bool:
+    """Drop an INVALID index our statement left; False when the drop itself hit the lock wait."""
+    import psycopg
+
+    try:
+        conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(*found)))
+    except psycopg.Error as exc:
+        if exc.sqlstate != _LOCK_NOT_AVAILABLE:
+            raise
+        return False
+    return True
+
+
+# Statements that span transactions and leave more than an INVALID index of their own name behind.
+_LEADING = r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*"  # whitespace and comments before a statement
+_MULTI_STEP = re.compile(_LEADING + r"(REINDEX\b.*\bCONCURRENTLY|DROP\s+INDEX\s+CONCURRENTLY)",
+                         re.IGNORECASE | re.DOTALL)
+_CREATE_INDEX_CONCURRENTLY = re.compile(
+    _LEADING + r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?"
+    r'((?:"(?:[^"]|"")+"|[^\s("]+)(?:\.(?:"(?:[^"]|"")+"|[^\s("]+))?)\s+ON\b', re.IGNORECASE | re.DOTALL)
+
+
+def _concurrent_index(text: str) -> str | None:
+    found = _CREATE_INDEX_CONCURRENTLY.match(text)
+    return found.group(1) if found else None
+
+
+def _invalid_index(conn: psycopg.Connection, name: str) -> tuple[str, str] | None:
+    """(schema, name) of the index ``name`` (as written in the statement) if it is INVALID."""
+    try:
+        row = conn.execute("SELECT n.nspname, c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                           " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                           " WHERE i.indexrelid = to_regclass(%s) AND NOT i.indisvalid", (name,)).fetchone()
+    except Exception:  # the report must not hide the statement's own error
+        return None
+    return (str(row[0]), str(row[1])) if row else None
+
+
 _LOCK_NOT_AVAILABLE = "55P03"
 _MAX_PAUSE = 30.0
 
@@ -133,7 +224,8 @@ def _run_without_transaction(session: Session, step: Step) -> float:
     session.set_session_timeouts()
     try:
         ms = execute.run_without_transaction(conn, step.script, step.label, history, m.version,
-                                             rollback=step.direction == "down")
+                                             rollback=step.direction == "down",
+                                             on_failure=_StatementRetry(session, step))
     finally:
         execute.rollback_if_open(conn, session.reset)
     history.write(conn, _record(session, step, round(ms)))

@@ -113,3 +113,46 @@ def test_traffic_on_the_table_never_waits_longer_than_about_the_lock_wait(databa
                                   lambda: sqlmigrate.up(database_url, mdir.path, lock_wait=0.2, lock_retries=20))
     assert kept < 0.8, (kept, stalled)
     assert _has_column(conn)
+
+
+def _writer(database_url: str, hold_s: float) -> threading.Thread:
+    """A session with an uncommitted INSERT into t: CREATE INDEX CONCURRENTLY gets its table lock,
+    creates the index, then waits for this transaction to end."""
+    started = threading.Event()
+
+    def run() -> None:
+        with psycopg.connect(database_url) as c:
+            c.execute("INSERT INTO t VALUES (-1)")
+            started.set()
+            time.sleep(hold_s)
+            c.rollback()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert started.wait(10)
+    return thread
+
+
+def test_create_index_concurrently_behind_a_writer_drops_its_invalid_index_and_retries(cli, conn, mdir,
+                                                                                       database_url):
+    conn.execute("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 10)")
+    mdir.write("0001_idx.sql", "-- sqlmigrate: no-transaction\nCREATE INDEX CONCURRENTLY t_id ON t (id);\n")
+    thread = _writer(database_url, hold_s=1.5)
+    try:
+        r = cli("up", "--dir", str(mdir), "--lock-wait", "0.3", "--lock-retries", "8")
+    finally:
+        thread.join()
+    assert r.code == 0, r
+    assert "left the INVALID index public.t_id, dropped before the retry" in r.err and "retry 1 of 8" in r.err, r
+    assert conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 't_id'::regclass").fetchone() == (True,)
+    assert conn.execute("SELECT state, statements_done FROM schema_migrations").fetchall() == [("applied", None)]
+
+
+def test_a_failed_create_index_concurrently_names_the_invalid_index_it_left(cli, conn, mdir):
+    conn.execute("CREATE TABLE t (x int); INSERT INTO t VALUES (1), (1)")
+    mdir.write("0001_idx.sql", "-- sqlmigrate: no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY t_x ON t (x);\n")
+    r = cli("up", "--dir", str(mdir))
+    assert r.code == 1 and "Traceback" not in r.err, r
+    assert "left the INVALID index public.t_x behind" in r.err, r
+    assert "DROP INDEX CONCURRENTLY public.t_x;" in r.err and "0001_idx.sql:2" in r.err, r
+    assert conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 't_x'::regclass").fetchone() == (False,)
