@@ -181,6 +181,9 @@ class _Workspace:
         self._wipe = wipe
         self._stack = ExitStack()
         self.s: Session
+        self._reader: psycopg.Connection
+        #: the newest snapshot taken: the next one reads again only what changed since
+        self._last: Snapshot | None = None
 
     def __enter__(self) -> _Workspace:
         self._open()
@@ -193,12 +196,42 @@ class _Workspace:
         s = self._stack.enter_context(_session(self.url, *self.options))
         self._stack.enter_context(s.locked())
         self.s = s
+        self._reader = self._stack.enter_context(_reader(self.url))
+        self._last = None
 
     def start_over(self) -> None:
         """An empty database again, with a new session (nothing of the old one survives)."""
         self._stack.close()
         self._wipe()
         self._open()
+
+    def snapshot(self) -> Snapshot:
+        """The schema as the steps committed it, read on a connection of its own (with prepared
+        statements, which the session's reset after every step would deallocate)."""
+        from ._session import translate
+        from ._snapshot import take
+
+        with translate("reading the schema"):
+            self._last = take(self._reader, exclude_tables=(self.s.history.table, self.s.history.log_table),
+                              previous=self._last, pinned=True)
+        return self._last
+
+
+@contextmanager
+def _reader(url: str) -> Iterator[psycopg.Connection]:
+    from ._connection import connect
+    from ._snapshot import pin_settings
+
+    conn = connect(url)
+    try:
+        # The snapshot's queries are large and run hundreds of times: plan them once.
+        conn.prepare_threshold = 0
+        if conn.info.server_version >= 120000:
+            conn.execute("SET plan_cache_mode = force_generic_plan")
+        pin_settings(conn)
+        yield conn
+    finally:
+        conn.close()
 
 
 @contextmanager
@@ -411,7 +444,7 @@ def _run(ws: _Workspace, migrations: Sequence[files.Migration]) -> tuple[list[Mi
     current: Snapshot | None = None
     failures = _failures()
     for i, (m, script) in enumerate(zip(migrations, scripts)):
-        outcome = _check(ws.s, m, script, current)
+        outcome = _check(ws, m, script, current)
         reports.append(outcome.report)
         rest = [later.label for later in migrations[i + 1:]]
         if outcome.stop:
@@ -437,25 +470,31 @@ def _failures() -> tuple[type[Exception], ...]:
     return (SqlMigrateError, psycopg.Error)
 
 
-def _check(s: Session, m: files.Migration, script: Script, before: Snapshot | None) -> _Outcome:
+def _check(ws: _Workspace, m: files.Migration, script: Script, before: Snapshot | None) -> _Outcome:
     """Apply ``m``, roll it back, compare the schema with ``before``, apply it again."""
     from ._rollback import empty_note
     from ._script import prepare
     from ._snapshot import diff
 
+    s = ws.s
     failures = _failures()
-    if before is None:
-        before = _snapshot(s)
+    rollback: Script | None = None
+    unreadable: str | None = None
+    if m.rollback is not None:
+        try:
+            rollback = prepare(m.read_rollback(), m.rollback, protected=s.history.protected, rollback=True)
+        except failures as exc:
+            unreadable = f"rollback failed: {_text(exc)}"
+    # A migration and rollback that only change rows need no schema comparison, so no snapshot.
+    data_only = rollback is not None and _data_only(script) and _data_only(rollback)
+    if before is None and not data_only:
+        before = ws.snapshot()
     try:
         _apply(s, m, script)
     except failures as exc:
         return _Outcome(_report(m, [f"apply failed: {_text(exc)}"]), stop=True)
-    if m.rollback is None:
-        return _Outcome(_report(m, [f"no rollback file (write {files.rollback_name(m)})"]))
-    try:
-        rollback = prepare(m.read_rollback(), m.rollback, protected=s.history.protected, rollback=True)
-    except failures as exc:
-        return _Outcome(_report(m, [f"rollback failed: {_text(exc)}"]))
+    if rollback is None:
+        return _Outcome(_report(m, [unreadable or f"no rollback file (write {files.rollback_name(m)})"]))
     info = [empty_note(m)] if rollback.empty else _data_loss(s.conn, rollback)
     try:
         _revert(s, m, rollback)
@@ -463,7 +502,7 @@ def _check(s: Session, m: files.Migration, script: Script, before: Snapshot | No
         # A rollback in a transaction failed as a whole: the migration is still applied, as before.
         # One without a transaction may have stopped part way: start over.
         return _Outcome(_report(m, [f"rollback failed: {_text(exc)}"], info), rebuild=rollback.no_transaction)
-    differences = diff(before, _snapshot(s))
+    differences = [] if data_only or before is None else diff(before, ws.snapshot())
     problems = [d.describe() for d in differences if not d.lesser]
     lesser = [d.describe() for d in differences if d.lesser]
     try:
@@ -471,13 +510,18 @@ def _check(s: Session, m: files.Migration, script: Script, before: Snapshot | No
     except failures as exc:
         problems.append(f"re-apply failed: {_text(exc)}")
         return _Outcome(_report(m, problems, info, differences, lesser), rebuild=True)
-    return _Outcome(_report(m, problems, info, differences, lesser))
+    return _Outcome(_report(m, problems, info, differences, lesser), after=before if data_only else None)
 
 
-def _snapshot(s: Session) -> Snapshot:
-    from ._snapshot import take
+# Statements that change rows, not the schema. (A trigger or a function they call could run DDL; a
+# data migration that does so is rare enough to pay for with one missed comparison.)
+_DATA_VERBS = frozenset({"INSERT", "UPDATE", "DELETE"})
 
-    return take(s.conn, exclude_tables=(s.history.table, s.history.log_table))
+
+def _data_only(script: Script) -> bool:
+    """True when every statement of ``script`` only changes data: the schema needs no comparison."""
+    return not script.no_transaction and all(st.keywords[:1] and st.keywords[0] in _DATA_VERBS
+                                             for st in script.statements)
 
 
 def _report(m: files.Migration, problems: list[str], info: Sequence[str] = (),

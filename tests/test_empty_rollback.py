@@ -45,14 +45,18 @@ def test_verify_accepts_an_empty_rollback_of_a_data_only_migration(server_url, m
     mdir.write("0001_t.rollback.sql", "DROP TABLE t;\n")
     mdir.write("0002_seed.sql", "INSERT INTO t VALUES (1), (2);\n")
     mdir.write("0002_seed.rollback.sql", "-- the rows may stay\n")
+    # After a data-only step (whose schema is not compared), the next one is compared as ever.
+    mdir.write("0003_idx.sql", "CREATE INDEX t_id_idx ON t (id);\nALTER TABLE t ADD COLUMN y integer;\n")
+    mdir.write("0003_idx.rollback.sql", "ALTER TABLE t DROP COLUMN y;\n")
 
     report = verify(server_url, mdir.path)
 
-    assert report.ok, report.describe()
     seed = report.migrations[1]
     assert seed.ok and seed.problems == ()
     assert "rollback of 0002_seed is empty: nothing to undo" in seed.info
     assert "info: rollback of 0002_seed is empty: nothing to undo" in report.describe()
+    assert [m.ok for m in report.migrations] == [True, True, False]
+    assert report.migrations[2].problems[0] == "index public.t_id_idx still exists"
 
 
 def test_verify_fails_an_empty_rollback_that_leaves_the_schema_changed(server_url, mdir):

@@ -354,3 +354,42 @@ def test_describe_and_diff_without_a_database() -> None:
     # A child missing while its table stays is reported.
     kept = {k: v for k, v in before.objects.items() if k != "index s.i"}
     assert show(diff(before, Snapshot(objects=kept))) == ["index s.i is missing"]
+
+
+# Renames change how other objects print (a view of a renamed table or column, a trigger of a
+# renamed function, a default of a renamed sequence...): the incremental snapshot must see them too.
+RENAMES = [
+    ("nothing", "SELECT 1"),
+    ("table renamed under a view", "ALTER TABLE app.t RENAME TO people"),
+    ("column renamed under a view and an index", "ALTER TABLE app.t RENAME COLUMN name TO full_name"),
+    ("function renamed under a trigger", "ALTER FUNCTION audit.touch() RENAME TO touch2"),
+    ("schema renamed", "ALTER SCHEMA audit RENAME TO audit2"),
+    ("type renamed under a column", "ALTER TYPE app.mood RENAME TO feeling"),
+    ("sequence renamed under a default", "ALTER SEQUENCE app.counter RENAME TO ctr"),
+    ("index renamed", "ALTER INDEX app.t_lower_name_idx RENAME TO t_name_lower"),
+    ("constraint renamed", "ALTER TABLE app.t RENAME CONSTRAINT t_x_check TO x_positive"),
+    ("enum value renamed", "ALTER TYPE app.mood RENAME VALUE 'sad' TO 'blue'"),
+    ("comment on a constraint, an index, a trigger",
+     "COMMENT ON CONSTRAINT t_x_check ON app.t IS 'c'; COMMENT ON INDEX app.t_lower_name_idx IS 'i';"
+     " COMMENT ON TRIGGER trg ON app.t IS 't'"),
+    ("comment on an owned sequence", "COMMENT ON SEQUENCE app.wps_serial_no_seq IS 's'"),
+    ("domain constraint dropped", "ALTER DOMAIN app.posint DROP CONSTRAINT posint_check"),
+    ("identity sequence changed", "ALTER TABLE app.wps ALTER id SET INCREMENT BY 2"),
+    ("column privilege", "GRANT SELECT (name) ON app.t TO PUBLIC"),
+    ("sequence no longer owned", "ALTER SEQUENCE app.wps_serial_no_seq OWNED BY NONE"),
+    ("table dropped with its view", "DROP TABLE app.t CASCADE"),
+    ("extension added", "CREATE EXTENSION hstore"),
+    ("view replaced", "CREATE OR REPLACE VIEW app.v AS SELECT id, name FROM app.t WHERE x > 1"),
+]
+
+
+@pytest.mark.parametrize(("change", "statements"), [(c[0], c[1]) for c in CHANGES] + RENAMES,
+                         ids=[c[0] for c in CHANGES] + [r[0] for r in RENAMES])
+def test_reading_again_only_what_changed_gives_the_full_snapshot(
+        built: tuple[psycopg.Connection, Snapshot], change: str, statements: str) -> None:
+    conn, before = built
+    with conn.transaction(force_rollback=True):
+        conn.execute(statements)
+        again = take(conn, previous=before)
+        full = take(conn)
+    assert again.objects == full.objects and again.parents == full.parents, show(diff(full, again))
