@@ -18,7 +18,6 @@ from psycopg import pq, sql
 
 from ._errors import MigrationError
 from ._script import Chunk, Script
-from . import _sqltext as sqltext
 from ._sqltext import Statement, line_at
 
 if TYPE_CHECKING:
@@ -254,7 +253,7 @@ _SEPARATOR = "\n;\n"
 def _fits_one_message(script: Script) -> bool:
     source = script.source
     return (script.plain and source is not None and len(source.text) <= _ONE_MESSAGE_MAX
-            and sqltext.unterminated(source.text) is None)
+            and script.unterminated is None)
 
 
 def _run_in_one_message(conn: psycopg.Connection, script: Script, label: str, prefix: str, skipped: int,
