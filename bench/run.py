@@ -427,6 +427,26 @@ class Bench:
         self.scenarios.append(sc)
 
 
+    # -- S6: delegated to bench_verify.py --------------------------------------------------------
+
+    def s6(self) -> None:
+        sc = Scenario("S6", "verify of 200 migrations (functions, triggers, views, materialized views) vs up")
+        print(f"\n-- S6: {sc.title}", flush=True)
+        script = BENCH / "bench_verify.py"
+        # Its interface: `bench_verify.py SERVER_URL --repeat N`; one line per run, then
+        # "ok  ... verify/up N.Nx (target < 6x)" or "FAIL ...", exit 1 if missed.
+        r = self.run([str(self.ts.python), str(script), self.server.url, "--repeat", str(self.args.repeat)],
+                     "S6-verify", timeout=max(self.args.timeout, 1800))
+        text = r.log.read_text(errors="replace").rstrip()
+        sc.notes += ["  " + line for line in text.splitlines()[-(self.args.repeat + 1):]]
+        last = text.splitlines()[-1] if text else ""
+        m = re.search(r"verify/up ([\d.]+)x", last)
+        sc.targets.append(("S6 verify < 6x up", bool(m) and r.ok and last.startswith("ok"),
+                           last.strip() if m else f"no result line (exit {r.rc})"))
+        print_scenario(sc)
+        self.scenarios.append(sc)
+
+
 # --------------------------------------------------------------------------------------------------
 
 
@@ -440,7 +460,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--s3", type=int, default=1000, help="S3: applied migrations for the boot check (1000)")
     p.add_argument("--s4", type=int, default=5000, help="S4: migrations for status (5000)")
     p.add_argument("--repeat", type=int, default=3, help="runs per tool (3); tool order rotates each repeat")
-    p.add_argument("--only", default="S1,S2,S3,S4,S5", help="comma-separated scenarios (S1,S2,S3,S4,S5,S2BIG)")
+    p.add_argument("--only", default="S1,S2,S3,S4,S5,S6", help="comma-separated scenarios (S1,S2,S3,S4,S5,S6,S2BIG)")
     p.add_argument("--big", action="store_true", help="also run S2BIG: the S2 file scaled to --big-mb")
     p.add_argument("--big-mb", type=float, default=100.0, help="size of the S2BIG file in MiB (100)")
     p.add_argument("--tools", default=",".join(ALL_TOOLS), help="tools to compare (%(default)s)")
@@ -472,7 +492,7 @@ def main(argv: list[str]) -> int:
     b = Bench(args, ts, server)
     started = time.time()
     for key in args.only:
-        {"S1": b.s1, "S2": b.s2, "S2BIG": lambda: b.s2(big=True), "S3": b.s3, "S4": b.s4, "S5": b.s5}[key]()
+        {"S1": b.s1, "S2": b.s2, "S2BIG": lambda: b.s2(big=True), "S3": b.s3, "S4": b.s4, "S5": b.s5, "S6": b.s6}[key]()
 
     print("\n" + "=" * 100)
     print(f"SUMMARY  PostgreSQL {server.version}; {ts.versions.get('python/psycopg', '')}; "

@@ -145,7 +145,7 @@ def diff(before: Snapshot, after: Snapshot) -> list[Difference]:
             if parent is not None and parent in a_objs and parent not in b_objs:
                 continue
             out.append(Difference(key, "extra", None, _summary(a)))
-        else:
+        elif a is not b:
             for prop in sorted(set(b) | set(a)):
                 if b.get(prop) != a.get(prop):
                     verb = "differ" if prop in _PLURAL else "differs"
@@ -559,7 +559,7 @@ _STAMP_QUERY = _REL_CTE + f"""
 )
 SELECT 'r' || s.rel, quote_ident(n.nspname) || '.' || quote_ident(c.relname) || ' ' || coalesce(col.names, ''), s.stamp
 FROM (
-  SELECT rel, md5(string_agg(item, ',' ORDER BY item)) AS stamp FROM (
+  SELECT rel, string_agg(item, ',' ORDER BY item) AS stamp FROM (
     SELECT rel, item FROM item
     UNION ALL SELECT o.rel, 'm' || ds.objoid || ':' || ds.classoid || ':' || ds.objsubid || ':' || ds.xmin
       FROM (SELECT DISTINCT rel, child FROM item WHERE child IS NOT NULL) o JOIN pg_description ds ON ds.objoid = o.child AND ds.objoid >= 16384
@@ -581,12 +581,12 @@ LEFT JOIN pg_description ds ON ds.objoid = p.oid AND ds.classoid = 'pg_proc'::re
 WHERE p.oid >= 16384 AND {_user_schema('n')}
 UNION ALL
 SELECT 't' || t.oid, quote_ident(n.nspname) || '.' || quote_ident(t.typname),
-  md5(concat_ws('|', t.xmin, {_description('t.oid', 'pg_type')},
+  concat_ws('|', t.xmin, {_description('t.oid', 'pg_type')},
     (SELECT string_agg(e.oid || ':' || e.xmin, ',' ORDER BY e.oid) FROM pg_enum e WHERE e.enumtypid = t.oid),
     (SELECT string_agg(k.oid || ':' || k.xmin, ',' ORDER BY k.oid) FROM pg_constraint k WHERE k.contypid = t.oid),
     (SELECT rg.xmin::text FROM pg_range rg WHERE rg.rngtypid = t.oid),
     (SELECT string_agg(a.attnum || ':' || a.xmin, ',' ORDER BY a.attnum) FROM pg_attribute a
-     WHERE a.attrelid = t.typrelid)))
+     WHERE a.attrelid = t.typrelid))
 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
 WHERE t.oid >= 16384 AND t.typtype IN ('e', 'd', 'c', 'r', 'b', 'p') AND {_user_schema('n')}
   AND (t.typtype <> 'c' OR (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c')
@@ -658,14 +658,14 @@ def take(conn: psycopg.Connection[Any], *, exclude_tables: Collection[str] = (),
             _set_local(cur, _PINNED)
         cur.execute(_STAMP_QUERY, params)
         stamps = {group: (names_, stamp) for group, names_, stamp in cur.fetchall()}
-        objects: dict[str, dict[str, str]] = {}
+        objects: dict[str, Mapping[str, str]] = {}
         parents: dict[str, str] = {}
         groups: dict[str, str] = {}
         if previous is not None and previous.stamps and not _renamed(previous.stamps, stamps):
             changed = {g for g, v in stamps.items() if previous.stamps.get(g) != v}
             for key, group in previous.groups.items():
                 if group in stamps and group not in changed:
-                    objects[key] = dict(previous.objects[key])
+                    objects[key] = previous.objects[key]  # shared: snapshots are never changed
                     groups[key] = group
                     if key in previous.parents:
                         parents[key] = previous.parents[key]
