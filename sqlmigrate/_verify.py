@@ -121,7 +121,7 @@ class VerifyReport:
             for i in m.info:
                 lines.append("      info: " + i.replace("\n", "\n        "))
         if self.not_verified:
-            lines.append("not verified (an earlier migration could not be applied): "
+            lines.append("not verified (an earlier migration could not be applied, or the database rebuilt): "
                          + ", ".join(self.not_verified))
         lines.append(self.summary())
         return "\n".join(lines)
@@ -411,7 +411,7 @@ def _wipe(url: str, history: History, empty: Snapshot, name: str) -> None:
             conn.execute(statement.encode())
         left = diff(empty, take(conn, exclude_tables=exclude))
     if left:
-        raise SqlMigrateError(
+        raise ConfigurationError(
             f"could not empty the scratch database {name} to rebuild it: "
             + "; ".join(d.describe() for d in left[:5]) + "; use a throwaway database (leave out "
             "--scratch-database) or drop and re-create it")

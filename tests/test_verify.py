@@ -153,6 +153,27 @@ def test_the_scratch_database_is_rebuilt_too_and_emptied_afterwards(server_url, 
     assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (0,)
 
 
+def test_a_scratch_database_that_cannot_be_emptied_is_reported_not_raised(database_url, conn, mdir, cli):
+    # Not a table, so allowed in the scratch database; a migration changes it, which dropping what
+    # the migrations created cannot undo.
+    conn.execute("CREATE FUNCTION f() RETURNS integer LANGUAGE sql AS 'SELECT 1'")
+    mdir.write("0001_a.sql", "CREATE OR REPLACE FUNCTION f() RETURNS integer LANGUAGE sql AS 'SELECT 2';\n"
+                             "CREATE TABLE a (id integer);\n")
+    mdir.write("0001_a.rollback.sql", "SELECT 1;\n")
+    mdir.write("0002_b.sql", "CREATE TABLE b (id integer);\n")
+    mdir.write("0002_b.rollback.sql", "DROP TABLE b;\n")
+    report = verify(None, mdir.path, scratch_database=database_url)
+    (first,) = report.migrations
+    assert first.problems[-1].startswith("could not rebuild the database up to 0001_a to go on: could not "
+                                         f"empty the scratch database {conn.info.dbname} to rebuild it: "
+                                         "function public.f(): definition differs"), first.problems
+    assert report.not_verified == ("0002_b",)
+    conn.execute("CREATE OR REPLACE FUNCTION f() RETURNS integer LANGUAGE sql AS 'SELECT 1'")
+    r = cli("verify", "--dir", str(mdir), "--scratch-database", database_url)
+    assert r.code == 1, r
+    assert "could not empty the scratch database" in r.out and "Traceback" not in r.err, r
+
+
 def test_a_failing_no_transaction_rollback_is_rebuilt_and_the_rest_still_verified(server_url, mdir):
     mdir.write("0001_base.sql", BASE)
     mdir.write("0001_base.rollback.sql", BASE_ROLLBACK)
@@ -279,7 +300,8 @@ def test_failing_migration_stops_and_database_is_dropped(server_url, mdir):
     (problem,) = report.migrations[1].problems
     assert problem.startswith("apply failed: ") and "0002_broken.sql:2: division by zero" in problem
     assert report.not_verified == ("0003_after",)
-    assert "not verified (an earlier migration could not be applied): 0003_after" in report.describe()
+    assert "not verified (an earlier migration could not be applied, or the database rebuilt): 0003_after" \
+        in report.describe()
 
 
 def test_broken_file_raises_and_database_is_dropped(server_url, mdir):
