@@ -209,6 +209,7 @@ def run_in_transaction(conn: psycopg.Connection, script: Script, label: str, rec
             except _Failed as exc:
                 raise _locate(exc.error, script, chunk, label, offset=len(prefix), skipped=skipped) from None
             prefix, skipped = "", 0
+            sent += len(chunk.text)
         if prefix:  # a streamed file that turned out to be empty
             _send_own(conn, prefix, skipped)
     except BaseException:

@@ -207,7 +207,7 @@ def _gave_up(exc: MigrationError, session: Session, retries: int, blockers: list
     who = "; ".join(blockers) or "a session that has finished since"
     return MigrationError(
         f"{exc.server_message}: every attempt waited {session.lock_wait:g} s for a lock and was rolled back "
-        f"whole ({retries + 1} attempts); blocked by {who}",
+        f"whole ({retries + 1} attempt{'s' if retries else ''}); blocked by {who}",
         path=exc.path, line=exc.line, statement=exc.statement, sqlstate=exc.sqlstate, detail=exc.detail,
         hint="end or wait out the blocking transaction, then run again; or raise --lock-wait / "
              "--lock-retries (--lock-wait 0 waits forever, stalling that table's traffic meanwhile)",

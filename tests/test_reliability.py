@@ -336,20 +336,21 @@ def test_statement_timeout(database_url, conn, mdir):
 def test_table_lock_held_by_another_session_honours_lock_timeout(database_url, conn, mdir, set_stmt):
     mdir.write("0001_a.sql", "CREATE TABLE a (id int);\n")
     assert _run(database_url, "up", "--dir", str(mdir)).code == 0
-    mdir.write("0002_b.sql", f"-- the documented way to bound waiting for table locks\n{set_stmt}\n"
+    mdir.write("0002_b.sql", f"-- a file's own bound on waiting for table locks\n{set_stmt}\n"
                              "CREATE TABLE b (id int);\nALTER TABLE a ADD COLUMN note text;\n")
     mdir.write("0003_c.sql", "CREATE TABLE c (id int);\n")
     blocker = psycopg.connect(database_url)
     try:
         blocker.execute("LOCK TABLE a IN ACCESS SHARE MODE")  # held in an open transaction
         started = time.monotonic()
-        r = _run(database_url, "up", "--dir", str(mdir), timeout=60)
+        r = _run(database_url, "up", "--dir", str(mdir), "--lock-retries", "0", timeout=60)
         assert time.monotonic() - started < 15
     finally:
         blocker.rollback()
         blocker.close()
     assert r.code == 1, r
-    assert f"{mdir.path / '0002_b.sql'}:4: canceling statement due to lock timeout (SQLSTATE 55P03)" in r.err, r
+    assert f"{mdir.path / '0002_b.sql'}:4: canceling statement due to lock timeout: every attempt" in r.err, r
+    assert "(1 attempt); blocked by pid" in r.err and "(SQLSTATE 55P03)" in r.err, r
     assert "ALTER TABLE a ADD COLUMN note text" in r.err
     _no_traceback(r.err)
     assert _history(conn) == [(1, "applied", None)]
