@@ -580,7 +580,11 @@ LEFT JOIN pg_aggregate ag ON ag.aggfnoid = p.oid
 LEFT JOIN pg_description ds ON ds.objoid = p.oid AND ds.classoid = 'pg_proc'::regclass AND ds.objsubid = 0
 WHERE p.oid >= 16384 AND {_user_schema('n')}
 UNION ALL
-SELECT 't' || t.oid, quote_ident(n.nspname) || '.' || quote_ident(t.typname),
+SELECT 't' || t.oid, concat_ws(' ', quote_ident(n.nspname) || '.' || quote_ident(t.typname),
+    -- enum labels and attribute names print in other objects (a view's 'sad'::mood, (x).a)
+    (SELECT string_agg(quote_literal(e.enumlabel), ',' ORDER BY e.oid) FROM pg_enum e WHERE e.enumtypid = t.oid),
+    (SELECT string_agg(quote_ident(a.attname), ',' ORDER BY a.attnum) FROM pg_attribute a
+     WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped)),
   concat_ws('|', t.xmin, {_description('t.oid', 'pg_type')},
     (SELECT string_agg(e.oid || ':' || e.xmin, ',' ORDER BY e.oid) FROM pg_enum e WHERE e.enumtypid = t.oid),
     (SELECT string_agg(k.oid || ':' || k.xmin, ',' ORDER BY k.oid) FROM pg_constraint k WHERE k.contypid = t.oid),

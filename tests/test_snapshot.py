@@ -368,7 +368,10 @@ RENAMES = [
     ("sequence renamed under a default", "ALTER SEQUENCE app.counter RENAME TO ctr"),
     ("index renamed", "ALTER INDEX app.t_lower_name_idx RENAME TO t_name_lower"),
     ("constraint renamed", "ALTER TABLE app.t RENAME CONSTRAINT t_x_check TO x_positive"),
-    ("enum value renamed", "ALTER TYPE app.mood RENAME VALUE 'sad' TO 'blue'"),
+    ("enum value renamed under a view",
+     "CREATE VIEW app.sad AS SELECT id FROM app.t WHERE feeling = 'sad' || ALTER TYPE app.mood RENAME VALUE 'sad' TO 'blue'"),
+    ("composite attribute renamed under a view",
+     "CREATE VIEW app.pairs AS SELECT (ROW(1, 'x')::app.pair).a || ALTER TYPE app.pair RENAME ATTRIBUTE a TO first"),
     ("comment on a constraint, an index, a trigger",
      "COMMENT ON CONSTRAINT t_x_check ON app.t IS 'c'; COMMENT ON INDEX app.t_lower_name_idx IS 'i';"
      " COMMENT ON TRIGGER trg ON app.t IS 't'"),
@@ -389,6 +392,10 @@ def test_reading_again_only_what_changed_gives_the_full_snapshot(
         built: tuple[psycopg.Connection, Snapshot], change: str, statements: str) -> None:
     conn, before = built
     with conn.transaction(force_rollback=True):
+        if " || " in statements:  # "what must exist before || the change"
+            setup, statements = statements.split(" || ")
+            conn.execute(setup)
+            before = take(conn, previous=before)
         conn.execute(statements)
         again = take(conn, previous=before)
         full = take(conn)
