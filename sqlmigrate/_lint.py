@@ -10,7 +10,7 @@ not create itself, so a set of plain ``CREATE TABLE`` migrations costs no round 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -137,15 +137,24 @@ def lint_sources(sources: Sequence[tuple[Path, str]], database: str | psycopg.Co
                  long_transaction_s: float = LONG_TRANSACTION_S) -> LintReport:
     """:func:`lint` for texts already read: ``(path, text)`` pairs, e.g. the prepared scripts of
     ``up`` (``[(s.path, s.text) for s in scripts if not s.streamed]``)."""
+    checker = _checker(disabled)
+    found = [_File(path, text, checker) for path, text in sources]
+    return _report(found, database, long_transaction_s)
+
+
+def _checker(disabled: Collection[str]) -> rules.Checker:
     unknown = set(disabled) - set(RULES)
     if unknown:
         from ._errors import ConfigurationError
 
         raise ConfigurationError(f"unknown lint rule(s): {', '.join(sorted(unknown))}; "
                                  f"known: {', '.join(sorted(RULES))}")
-    checker = rules.Checker(frozenset(disabled))
-    found = [_File(path, text, checker) for path, text in sources]
-    names = tuple(str(path) for path, _ in sources)
+    return rules.Checker(frozenset(disabled))
+
+
+def _report(found: list[_File], database: str | psycopg.Connection | None,
+            long_transaction_s: float = LONG_TRANSACTION_S) -> LintReport:
+    names = tuple(f.path for f in found)
     if database is None or not any(f.needs_facts for f in found):
         findings = [f.finding(h, s) for f in found for s in f.statements for h in s.hazards]
         locks = [lk for f in found for lk in f.locked()]
@@ -158,7 +167,10 @@ def lint_scripts(scripts: Sequence[Script], database: str | psycopg.Connection |
     """``up``'s pre-flight: lint the scripts it is about to run, in order. A streamed file (over 4 MB:
     a data load) is skipped rather than read whole. No database round trip is made unless a statement
     locks a table that the scripts did not create themselves."""
-    return lint_sources([(s.path, s.text) for s in scripts if not s.streamed], database, disabled=disabled)
+    checker = _checker(disabled)
+    # The scripts' own lexing (which ``up`` needs anyway) is reused: no second pass over the files.
+    return _report([_File(s.path, s.text, checker, s.statements, s.no_transaction)
+                    for s in scripts if not s.streamed], database)
 
 
 class _Statement:
@@ -175,12 +187,14 @@ class _Statement:
 class _File:
     """One file's statements, with the hazards and locks the rules found in them."""
 
-    def __init__(self, path: Path, text: str, checker: rules.Checker) -> None:
+    def __init__(self, path: Path, text: str, checker: rules.Checker,
+                 statements: Iterable[sqltext.Statement] | None = None, no_transaction: bool | None = None) -> None:
         self.path = str(path)
-        no_transaction = sqltext.directives(text, path).no_transaction
+        if no_transaction is None:
+            no_transaction = sqltext.directives(text, path).no_transaction
         checker.begin_file(no_transaction)
         self.statements: list[_Statement] = []
-        for stmt in sqltext.iter_statements(text):
+        for stmt in sqltext.iter_statements(text) if statements is None else statements:
             if q.first_word(stmt.text) not in q.INTERESTING:
                 continue
             s = _Statement(stmt)
