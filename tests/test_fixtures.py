@@ -160,7 +160,6 @@ def test_concurrent_runs_build_the_template_once(project: Project, server_url: s
 
 
 def test_xdist_workers_share_one_template(project: Project, server_url: str):
-    pytest.importorskip("xdist")
     out = project.run("-n", "3")
     assert "8 passed" in out
     (_, (_, is_template, _)), = templates_of(server_url, project).items()
