@@ -101,18 +101,43 @@ def _transaction_pooled(conn: psycopg.Connection, conninfo: str | None) -> bool:
     from ._connection import connect
 
     try:
-        other = connect(conninfo)
+        other = connect(conninfo, connect_timeout=_PROBE_WAIT)
     except Exception:
         return False
     try:
-        other.autocommit = False
-        shared = _pid(other) == first
-        other.rollback()
+        # Bounded: a pooler whose servers are all taken (by the other processes starting now, each
+        # holding one while it probes) would queue this query, and every prober would wait for the
+        # others. No answer in time tells nothing: the guards still catch a move.
+        return _pid_within(other, _PROBE_WAIT) == first
     except psycopg.Error:
-        shared = False
+        return False
     finally:
         other.close()
-    return shared
+
+
+_PROBE_WAIT = 1.0
+
+
+def _pid_within(conn: psycopg.Connection, seconds: float) -> int | None:
+    """The backend pid of ``conn``, or None when no server answers within ``seconds``."""
+    import select
+
+    pgconn = conn.pgconn
+    pgconn.send_query(_PID.encode())
+    while pgconn.flush():
+        select.select([], [pgconn.socket], [], seconds)
+    deadline = time.monotonic() + seconds
+    pgconn.consume_input()
+    while pgconn.is_busy():
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([pgconn.socket], [], [], left)[0]:
+            return None
+        pgconn.consume_input()
+    result = pgconn.get_result()
+    while pgconn.get_result() is not None:
+        pass
+    value = result.get_value(0, 0) if result is not None and result.ntuples else None
+    return int(value) if value else None
 
 
 def _pid(conn: psycopg.Connection) -> int:

@@ -139,15 +139,7 @@ class Session:
         """The statements that open a step's transaction: BEGIN, sqlmigrate's own settings (local to
         the transaction), and the guard. With ``version``, the guard also checks that its history
         row is applied (``applied=True``, with ``checksum`` if given) or not (``applied=False``)."""
-        statements = ["BEGIN", "SET LOCAL application_name = 'sqlmigrate'"]
-        if self.statement_timeout:
-            statements.append(f"SET LOCAL statement_timeout = {int(self.statement_timeout * 1000)}")
-        if self.lock_wait:
-            statements.append(f"SET LOCAL lock_timeout = {max(1, int(self.lock_wait * 1000))}")
-        if self.conn.info.server_version >= 140000:
-            # The server notices within a second when this client dies, instead of running an
-            # orphaned statement (and holding the lock) to its end.
-            statements.append("SET LOCAL client_connection_check_interval = 1000")
+        statements = ["BEGIN", *(f"SET LOCAL {setting}" for setting in self._settings())]
         guard = self._guard_template(version is not None, bool(applied), checksum is not None)
         if version is not None:
             guard = guard.replace(_VERSION, str(int(version)))
@@ -205,14 +197,20 @@ class Session:
         to); the reset after the step removes them."""
         from . import _execute as execute
 
-        settings = ["SET application_name = 'sqlmigrate'"]
+        execute.send(self.conn, ";".join(f"SET {setting}" for setting in self._settings()))
+
+    def _settings(self) -> list[str]:
+        """sqlmigrate's own settings, as ``name = value``."""
+        settings = ["application_name = 'sqlmigrate'"]
         if self.statement_timeout:
-            settings.append(f"SET statement_timeout = {int(self.statement_timeout * 1000)}")
+            settings.append(f"statement_timeout = {int(self.statement_timeout * 1000)}")
         if self.lock_wait:
-            settings.append(f"SET lock_timeout = {max(1, int(self.lock_wait * 1000))}")
+            settings.append(f"lock_timeout = {max(1, int(self.lock_wait * 1000))}")
         if self.conn.info.server_version >= 140000:
-            settings.append("SET client_connection_check_interval = 1000")
-        execute.send(self.conn, ";".join(settings))
+            # The server notices within a second when this client dies, instead of running an
+            # orphaned statement (and holding the lock) to its end.
+            settings.append("client_connection_check_interval = 1000")
+        return settings
 
 
 @contextmanager
