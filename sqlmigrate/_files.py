@@ -37,6 +37,10 @@ _KINDS = {None: (_NATIVE, "up"), ".rollback": (_NATIVE, "down"), ".up": (_UPDOWN
 
 _BOM = "\ufeff"
 
+#: The first line of every schema file `sqlmigrate dump` writes: discovery skips such a file whatever
+#: it is named ([tool.sqlmigrate] schema_file may put it in the migration directory).
+SCHEMA_FILE_HEADER = "-- Schema as the migrations leave it, read from the catalogs by `sqlmigrate dump`."
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -173,6 +177,14 @@ def checksum(text: str) -> str:
     return hashlib.sha256(Normaliser()(text, final=True).encode("utf-8")).hexdigest()
 
 
+def _is_schema_file(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(SCHEMA_FILE_HEADER)) == SCHEMA_FILE_HEADER.encode()
+    except OSError:
+        return False
+
+
 def discover(directory: Path | str) -> list[Migration]:
     """Every migration in ``directory``, in version order.
 
@@ -199,6 +211,8 @@ def discover(directory: Path | str) -> list[Migration]:
             continue
         path = os.path.join(root, fname)
         m = _FILE_RE.match(fname)
+        if (m is None or not _is_name(m["name"])) and entry.is_file() and _is_schema_file(path):
+            continue
         if m is None or not _is_name(m["name"]):
             problems.append(
                 f"{path}: not a migration file name; expected <version>_<name>.sql (or .rollback.sql, "

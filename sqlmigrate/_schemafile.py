@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._config import DEFAULT_TABLE
 from ._errors import ConfigurationError
+from ._files import SCHEMA_FILE_HEADER
 from ._snapshot import Snapshot, _show_change
 
 if TYPE_CHECKING:
@@ -38,11 +39,14 @@ log = logging.getLogger("sqlmigrate")
 SCHEMA_FILE = "schema.sql"
 
 _HEADER = (
-    "-- Schema as the migrations leave it, read from the catalogs by `sqlmigrate dump`.\n"
+    SCHEMA_FILE_HEADER + "\n"
     "-- Generated: do not edit. `sqlmigrate check --drift` compares a database with this file.\n"
 )
 
 # Top-level kinds in file order; dependents follow their table in this order too.
+# A file of only some schemas says which, so the drift check compares only those.
+_SCHEMAS_LINE = "-- Schemas: "
+
 _KINDS = ("extension", "schema", "type", "sequence", "table", "foreign table", "view", "materialized view",
           "function", "procedure", "aggregate", "event trigger",
           "column", "constraint", "index", "trigger", "policy", "rule", "statistics")
@@ -80,14 +84,15 @@ class Drift:
 # -- rendering ------------------------------------------------------------------------------------
 
 
-def render(snapshot: Snapshot) -> str:
-    """The schema file's text for ``snapshot``: the same snapshot gives the same bytes."""
+def render(snapshot: Snapshot, schemas: Collection[str] | None = None) -> str:
+    """The schema file's text for ``snapshot`` (of only ``schemas``, recorded in the header): the same
+    snapshot gives the same bytes."""
     children: dict[str, list[str]] = {}
     for key, parent in snapshot.parents.items():
         if parent in snapshot.objects:
             children.setdefault(parent, []).append(key)
     top = [k for k in snapshot.objects if snapshot.parents.get(k) not in snapshot.objects]
-    blocks = [_HEADER]
+    blocks = [_HEADER + ("" if schemas is None else f"{_SCHEMAS_LINE}{', '.join(sorted(schemas))}\n")]
     for key in sorted(top, key=_order):
         kids = sorted(children.get(key, ()), key=_order)
         columns = [k for k in kids if k.startswith("column ")]
@@ -371,11 +376,22 @@ def _body(block: _Block) -> str:
 # -- the entry points ---------------------------------------------------------------------------------
 
 
-def snapshot_of(conn: psycopg.Connection, *, table: str = DEFAULT_TABLE) -> Snapshot:
-    """The schema of ``conn``'s database, without sqlmigrate's history table and its log."""
+def snapshot_of(conn: psycopg.Connection, *, table: str = DEFAULT_TABLE,
+                schemas: Collection[str] | None = None) -> Snapshot:
+    """The schema of ``conn``'s database (``schemas``: of those only), without sqlmigrate's history
+    table and its log."""
     from ._snapshot import take
 
-    return take(conn, exclude_tables=(table, f"{table}_log"))
+    # Never a previous snapshot, so no stamps: one statement reads everything.
+    return take(conn, exclude_tables=(table, f"{table}_log"), schemas=schemas, stamped=False)
+
+
+def file_schemas(text: str) -> list[str] | None:
+    """The schemas a schema file's header limits it to, or None (all)."""
+    for line in text.splitlines()[:4]:
+        if line.startswith(_SCHEMAS_LINE):
+            return [s for s in line[len(_SCHEMAS_LINE):].split(", ") if s]
+    return None
 
 
 @dataclass(frozen=True)
@@ -392,14 +408,17 @@ class DumpResult:
                 "changed": self.changed, "text": self.text}
 
 
-def dump(database: Any, output: str | Path | None, *, table: str = DEFAULT_TABLE) -> DumpResult:
+def dump(database: Any, output: str | Path | None, *, table: str = DEFAULT_TABLE,
+         schemas: Collection[str] | None = None) -> DumpResult:
     """Write the schema file of ``database`` (a connection string or an open psycopg connection) to
-    ``output`` (``None``: only return the text). The file is rewritten only when its text changes."""
+    ``output`` (``None``: only return the text). The file is rewritten only when its text changes.
+    ``schemas``: only these schemas (the file says so, and :func:`drift` compares only them)."""
     from ._session import connection
 
+    schemas = _schemas(schemas)
     with connection(database) as conn:
-        snapshot = snapshot_of(conn, table=table)
-    text = render(snapshot)
+        snapshot = snapshot_of(conn, table=table, schemas=schemas)
+    text = render(snapshot, schemas)
     if output is None:
         return DumpResult(None, len(snapshot.objects), False, text)
     path = Path(output)
@@ -415,8 +434,19 @@ def dump(database: Any, output: str | Path | None, *, table: str = DEFAULT_TABLE
     return DumpResult(path, len(snapshot.objects), old != text, text)
 
 
-def drift(database: Any, schema_file: str | Path, *, table: str = DEFAULT_TABLE) -> list[Drift]:
-    """Every object missing, extra or different in ``database`` compared with ``schema_file``."""
+def _schemas(schemas: Collection[str] | None) -> list[str] | None:
+    if schemas is None:
+        return None
+    if isinstance(schemas, str) or not all(isinstance(s, str) and s for s in schemas):
+        raise ConfigurationError(f"invalid drift schemas {schemas!r}: a list of schema names, e.g. "
+                                 '["public", "app"]')
+    return sorted(set(schemas))
+
+
+def drift(database: Any, schema_file: str | Path, *, table: str = DEFAULT_TABLE,
+          schemas: Collection[str] | None = None) -> list[Drift]:
+    """Every object missing, extra or different in ``database`` compared with ``schema_file``, in the
+    schemas the file was dumped from (``schemas``: in these instead)."""
     path = Path(schema_file)
     try:
         expected = path.read_text(encoding="utf-8")
@@ -429,8 +459,9 @@ def drift(database: Any, schema_file: str | Path, *, table: str = DEFAULT_TABLE)
         raise ConfigurationError(f"{path}: cannot read the schema file: {exc}") from None
     from ._session import connection
 
+    schemas = _schemas(schemas) if schemas is not None else file_schemas(expected)
     with connection(database) as conn:
-        actual = render(snapshot_of(conn, table=table))
+        actual = render(snapshot_of(conn, table=table, schemas=schemas), schemas)
     found = compare(parse(expected), parse(actual))
     log.debug("drift: %d difference(s) from %s", len(found), path)
     return found

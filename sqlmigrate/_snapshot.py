@@ -174,7 +174,9 @@ def _folded(definition: str | None) -> str | None:
 # strings). jsonb_strip_nulls drops properties that do not apply. The text below is constant: no
 # user input is ever formatted into it (excluded table names travel as a parameter).
 
-_USER_SCHEMA = "({n}.nspname !~ '^pg_' AND {n}.nspname <> 'information_schema')"
+# %(schemas)s: the schemas to read (all user schemas if NULL), for a schema file limited to some.
+_USER_SCHEMA = ("({n}.nspname !~ '^pg_' AND {n}.nspname <> 'information_schema'"
+                " AND (%(schemas)s::text[] IS NULL OR {n}.nspname = ANY(%(schemas)s::text[])))")
 
 
 def _user_schema(alias: str) -> str:
@@ -188,7 +190,9 @@ def _not_extension_member(catalog: str, oid: str) -> str:
 
 def _sorted_list(array: str) -> str:
     """A text[] (reloptions, ftoptions...) as 'a=1, b=2' in sorted order, NULL when empty."""
-    return f"nullif(array_to_string(ARRAY(SELECT o FROM unnest({array}) o ORDER BY 1), ', '), '')"
+    # Most are NULL: no sub-query for those.
+    return (f"CASE WHEN {array} IS NOT NULL THEN"
+            f" nullif(array_to_string(ARRAY(SELECT o FROM unnest({array}) o ORDER BY 1), ', '), '') END")
 
 
 def _acl(acl: str, kind: str, owner: str) -> str:
@@ -245,6 +249,7 @@ SELECT 'extension ' || quote_ident(x.extname), NULL, jsonb_strip_nulls(jsonb_bui
   'schema', quote_ident(n.nspname),
   'comment', obj_description(x.oid, 'pg_extension')))::text
 FROM pg_extension x JOIN pg_namespace n ON n.oid = x.extnamespace
+WHERE %(schemas)s::text[] IS NULL OR n.nspname = ANY(%(schemas)s::text[]) OR n.nspname = 'pg_catalog'
 """,
     "relations": """
 SELECT r.key, NULL, jsonb_strip_nulls(jsonb_build_object(
@@ -266,11 +271,12 @@ SELECT r.key, NULL, jsonb_strip_nulls(jsonb_build_object(
         'index ' || (SELECT quote_ident(ic.relname) FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid
                      WHERE x.indrelid = c.oid AND x.indisreplident) END END,
   'access method', (SELECT am.amname FROM pg_am am WHERE am.oid = c.relam),
-  'tablespace', (SELECT t.spcname FROM pg_tablespace t WHERE t.oid = c.reltablespace),
-  'server', (SELECT quote_ident(s.srvname) FROM pg_foreign_table ft JOIN pg_foreign_server s
-             ON s.oid = ft.ftserver WHERE ft.ftrelid = c.oid),
-  'foreign options', (SELECT """ + _sorted_list("ft.ftoptions") + """ FROM pg_foreign_table ft
-                      WHERE ft.ftrelid = c.oid),
+  'tablespace', CASE WHEN c.reltablespace <> 0 THEN
+      (SELECT t.spcname FROM pg_tablespace t WHERE t.oid = c.reltablespace) END,
+  'server', CASE WHEN c.relkind = 'f' THEN (SELECT quote_ident(s.srvname) FROM pg_foreign_table ft
+             JOIN pg_foreign_server s ON s.oid = ft.ftserver WHERE ft.ftrelid = c.oid) END,
+  'foreign options', CASE WHEN c.relkind = 'f' THEN (SELECT """ + _sorted_list("ft.ftoptions") + """
+                      FROM pg_foreign_table ft WHERE ft.ftrelid = c.oid) END,
   'owner', pg_get_userbyid(c.relowner),
   'privileges', """ + _acl("c.relacl", "r", "c.relowner") + """,
   'comment', obj_description(c.oid, 'pg_class')))::text
@@ -289,18 +295,13 @@ SELECT 'column ' || r.qname || '.' || quote_ident(a.attname), r.key, jsonb_strip
       WHEN 's' THEN 'always as (' || pg_get_expr(d.adbin, d.adrelid) || ') stored'
       WHEN 'v' THEN 'always as (' || pg_get_expr(d.adbin, d.adrelid) || ') virtual' END,
   'identity', CASE a.attidentity WHEN 'a' THEN 'always' WHEN 'd' THEN 'by default' END,
-  'identity sequence', (
-      SELECT quote_ident(sn.nspname) || '.' || quote_ident(sc.relname) || ' as ' || """ + _SEQUENCE_TEXT + """
-      FROM pg_depend dd JOIN pg_class sc ON sc.oid = dd.objid
-      JOIN pg_namespace sn ON sn.oid = sc.relnamespace JOIN pg_sequence s ON s.seqrelid = sc.oid
-      WHERE dd.classid = 'pg_class'::regclass AND dd.refclassid = 'pg_class'::regclass
-        AND dd.refobjid = a.attrelid AND dd.refobjsubid = a.attnum AND dd.deptype = 'i'),
+  'identity sequence', ids.text,
   'collation', CASE WHEN a.attcollation <> t.typcollation THEN
       (SELECT quote_ident(cn.nspname) || '.' || quote_ident(co.collname)
        FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
        WHERE co.oid = a.attcollation) END,
-  'options', nullif(array_to_string(ARRAY(SELECT o FROM unnest(a.attoptions) o
-                                          WHERE o !~ '^pg_' ORDER BY 1), ', '), ''),
+  'options', CASE WHEN a.attoptions IS NOT NULL THEN nullif(array_to_string(ARRAY(
+      SELECT o FROM unnest(a.attoptions) o WHERE o !~ '^pg_' ORDER BY 1), ', '), '') END,
   'foreign options', """ + _sorted_list("a.attfdwoptions") + """,
   'privileges', """ + _acl("a.attacl", "c", "r.relowner") + """,
   'comment', col_description(a.attrelid, a.attnum)))::text
@@ -308,6 +309,14 @@ FROM rel r
 JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
 JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+-- Joined, not a sub-query per column: one pass over the identity sequences.
+LEFT JOIN (
+  SELECT dd.refobjid, dd.refobjsubid,
+         quote_ident(sn.nspname) || '.' || quote_ident(sc.relname) || ' as ' || """ + _SEQUENCE_TEXT + """ AS text
+  FROM pg_depend dd JOIN pg_class sc ON sc.oid = dd.objid
+  JOIN pg_namespace sn ON sn.oid = sc.relnamespace JOIN pg_sequence s ON s.seqrelid = sc.oid
+  WHERE dd.classid = 'pg_class'::regclass AND dd.refclassid = 'pg_class'::regclass AND dd.deptype = 'i'
+) ids ON ids.refobjid = a.attrelid AND ids.refobjsubid = a.attnum AND a.attidentity <> ''
 """,
     # NOT NULL constraints (PostgreSQL 18 catalogs them) are the columns' "not null"; constraint
     # triggers are triggers.
@@ -630,38 +639,47 @@ def pin_settings(conn: psycopg.Connection[Any]) -> None:
 
 
 def take(conn: psycopg.Connection[Any], *, exclude_tables: Collection[str] = (),
-         previous: Snapshot | None = None, pinned: bool = False) -> Snapshot:
+         previous: Snapshot | None = None, pinned: bool = False, schemas: Collection[str] | None = None,
+         stamped: bool = True) -> Snapshot:
     """Read the schema of the database *conn* is connected to.
 
     Only user schemas are read (not ``pg_catalog``, ``information_schema``, ``pg_toast*``,
     ``pg_temp*``); objects that belong to an extension are left out (the extension itself is
-    recorded). ``exclude_tables`` are unqualified table names, in any schema, left out together with
+    recorded); ``schemas``: only these schemas (extensions in the system catalogs, such as plpgsql,
+    and event triggers, which belong to no schema, are kept). ``exclude_tables`` are unqualified table names, in any schema, left out together with
     everything that hangs off them (columns, constraints, indexes, triggers, owned sequences): for
     sqlmigrate's own history and log tables.
 
     With ``previous`` (an earlier snapshot of the same database, with the same ``exclude_tables``),
     only the groups of objects whose catalog rows changed since are read again, unless something
     was renamed (which changes how other objects print): the same result, at a fraction of the cost
-    when a migration touched a few objects of a large schema.
+    when a migration touched a few objects of a large schema. ``stamped=False`` (a snapshot that will
+    never be a ``previous``: the schema file's) skips reading the stamps, a third of a full read.
 
     Runs in a transaction, or a savepoint if *conn* is already in one; leaves the session settings
     as they were (``pinned``: they are :func:`pin_settings`'s already).
     """
     from psycopg.rows import tuple_row
 
-    params: dict[str, Any] = {"exclude": list(exclude_tables), "only": None}
+    params: dict[str, Any] = {"exclude": list(exclude_tables), "only": None,
+                              "schemas": None if schemas is None else sorted(schemas)}
+    # Outside a transaction the settings pinned below end with ours: nothing to save and put back.
+    nested = conn.info.transaction_status != 0  # not IDLE
     with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
         saved: dict[str, str] = {}
         if not pinned:
-            names = list(_PINNED)
-            cur.execute("SELECT " + ", ".join(["current_setting(%s)"] * len(names)), names)
-            row = cur.fetchone()
-            assert row is not None
-            saved = dict(zip(names, row))
+            if nested:
+                names = list(_PINNED)
+                cur.execute("SELECT " + ", ".join(["current_setting(%s)"] * len(names)), names)
+                row = cur.fetchone()
+                assert row is not None
+                saved = dict(zip(names, row))
             # Local to this transaction, so an error (which rolls it back) restores them too.
             _set_local(cur, _PINNED)
-        cur.execute(_STAMP_QUERY, params)
-        stamps = {group: (names_, stamp) for group, names_, stamp in cur.fetchall()}
+        stamps: dict[str, tuple[str, str]] = {}
+        if stamped or previous is not None:
+            cur.execute(_STAMP_QUERY, params)
+            stamps = {group: (names_, stamp) for group, names_, stamp in cur.fetchall()}
         objects: dict[str, Mapping[str, str]] = {}
         parents: dict[str, str] = {}
         groups: dict[str, str] = {}
