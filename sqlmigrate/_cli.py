@@ -201,9 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan and the SQL; change nothing")
     p.add_argument("--allow-out-of-order", action="store_true",
                    help="also apply pending migrations older than the newest applied one")
-    p.add_argument("--strict", action="store_true",
+    p.add_argument("--strict", action=argparse.BooleanOptionalAction, default=None,
                    help="refuse (exit 2) when `sqlmigrate lint` finds an error-level lock hazard in a "
-                        "pending migration; without it, findings are printed as warnings")
+                        "pending migration; without it, findings are printed as warnings (default: "
+                        "[tool.sqlmigrate] strict, else off)")
+    p.add_argument("--write-schema", action="store_true", default=None,
+                   help="after applying migrations, rewrite the schema file (see dump) so it shows the "
+                        "change beside them (default: [tool.sqlmigrate] write_schema)")
 
     p = command("status", "show every migration: applied, pending, modified, missing, out-of-order, failed")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -215,11 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drift", action="store_true",
                    help="also compare the database's schema with the schema file (see dump): every object "
                         "missing, extra or different is drift (exit 3)")
-    p.add_argument("--schema-file", metavar="PATH", help="the schema file (default: DIR/schema.sql)")
+    p.add_argument("--schema-file", metavar="PATH",
+                   help="the schema file (default: [tool.sqlmigrate] schema_file, else DIR/schema.sql)")
 
     p = command("dump", "write the database's schema, read from the catalogs (no pg_dump), to the schema file "
                         "DIR/schema.sql: one block per object, sorted; commit it beside the migrations")
-    p.add_argument("--output", "-o", metavar="PATH", help="where to write it (default: DIR/schema.sql; - for stdout)")
+    p.add_argument("--output", "-o", metavar="PATH", help="where to write it (default: [tool.sqlmigrate] "
+                   "schema_file, else DIR/schema.sql; - for stdout)")
 
     p = command("new", "create the next-numbered migration and its rollback file; needs no database",
                 frozenset())
@@ -284,13 +290,13 @@ def _version() -> str:
 # -- commands -------------------------------------------------------------------------------------
 
 
-def _migrator(settings: config.Settings, database: str) -> Any:
+def _migrator(settings: config.Settings, database: Any) -> Any:
     from ._migrator import Migrator
 
     return Migrator(database, _directory(settings), table=settings.table, schema=settings.schema,
                     lock_timeout=settings.lock_timeout, statement_timeout=settings.statement_timeout,
                     lock_strategy=settings.lock_strategy, lock_wait=settings.lock_wait,
-                    lock_retries=settings.lock_retries)
+                    lock_retries=settings.lock_retries, lint_disable=settings.lint_disable)
 
 
 def cmd_up(args: argparse.Namespace, settings: config.Settings, out: _Printer) -> int:
@@ -298,7 +304,7 @@ def cmd_up(args: argparse.Namespace, settings: config.Settings, out: _Printer) -
 
     database = _database(settings, out)
     result = _migrator(settings, database).up(to=args.to, dry_run=args.dry_run,
-                                              allow_out_of_order=args.allow_out_of_order, strict=args.strict)
+                                              allow_out_of_order=args.allow_out_of_order, strict=settings.strict)
     if args.dry_run:
         if not result.steps:
             out.line("dry run: nothing to apply")
@@ -314,7 +320,17 @@ def cmd_up(args: argparse.Namespace, settings: config.Settings, out: _Printer) -
     if result.steps:
         total = sum(a.duration_ms for a in result.steps)
         out.line(f"applied {len(result.steps)} migration(s) in {format_ms(total)}")
+        if args.write_schema or settings.write_schema:
+            _write_schema(settings, database, out)
     return 0
+
+
+def _write_schema(settings: config.Settings, database: str, out: _Printer) -> None:
+    from ._schemafile import dump
+
+    result = dump(database, settings.schema_path, table=settings.table, schemas=settings.drift_schemas)
+    if result.changed:
+        out.line(f"wrote {_shown(settings.schema_path)}: {result.objects} object(s)")
 
 
 def cmd_status(args: argparse.Namespace, settings: config.Settings, out: _Printer) -> int:
@@ -365,9 +381,12 @@ def cmd_check(args: argparse.Namespace, settings: config.Settings, out: _Printer
     from ._migrator import not_current
 
     database = _database(settings, out, announce=not args.json)
-    status = _migrator(settings, database).status()
     if args.drift:
-        return _check_drift(args, settings, database, status, out)
+        from ._session import connection
+
+        with connection(database) as conn:  # one connection for both: one connect, not two
+            return _check_drift(args, settings, conn, _migrator(settings, conn).status(), out)
+    status = _migrator(settings, database).status()
     if args.json:
         out.always(json.dumps(status.as_dict(), indent=2))
     elif status.current:
@@ -380,18 +399,16 @@ def cmd_check(args: argparse.Namespace, settings: config.Settings, out: _Printer
 
 
 def _schema_file(settings: config.Settings, path: str | None) -> Path:
-    from ._schemafile import SCHEMA_FILE
-
-    return Path(path) if path else settings.directory / SCHEMA_FILE
+    return Path(path) if path else settings.schema_path
 
 
-def _check_drift(args: argparse.Namespace, settings: config.Settings, database: str, status: Any,
+def _check_drift(args: argparse.Namespace, settings: config.Settings, database: Any, status: Any,
                  out: _Printer) -> int:
     from ._migrator import not_current
     from ._schemafile import drift
 
     schema_file = _schema_file(settings, args.schema_file)
-    found = drift(database, schema_file, table=settings.table)
+    found = drift(database, schema_file, table=settings.table, schemas=settings.drift_schemas)
     ok = status.current and not found
     if args.json:
         out.always(json.dumps({**status.as_dict(), "schema_file": str(schema_file),
@@ -421,7 +438,7 @@ def cmd_dump(args: argparse.Namespace, settings: config.Settings, out: _Printer)
         out.error(f"warning: the database is not current ({status.summary()}); the schema file describes "
                   "it as it is, not as the migrations leave it")
     target = None if to_stdout else _schema_file(settings, args.output)
-    result = dump(database, target, table=settings.table)
+    result = dump(database, target, table=settings.table, schemas=settings.drift_schemas)
     if to_stdout:
         out.always(result.text.rstrip("\n"))
     elif result.changed:
@@ -575,7 +592,7 @@ def cmd_lint(args: argparse.Namespace, settings: config.Settings, out: _Printer)
         paths = [m.path for m in files.discover(_directory(settings))]
         out.error(f"note: no database configured: linting all {len(paths)} migration file(s) without "
                   "table sizes; set --database to lint only the pending ones, against that database")
-    report = lint(paths, settings.database)
+    report = lint(paths, settings.database, disabled=settings.lint_disable)
     if args.json:
         out.always(json.dumps(report.as_dict(), indent=2))
         return 1 if report.errors else 0
@@ -652,6 +669,7 @@ def _main(argv: Sequence[str] | None) -> int:
             lock_timeout=args.lock_timeout, statement_timeout=args.statement_timeout,
             lock_strategy=getattr(args, "lock_strategy", None),
             lock_wait=getattr(args, "lock_wait", None), lock_retries=getattr(args, "lock_retries", None),
+            strict=getattr(args, "strict", None),
         )
         handler.database = database = settings.database
         if settings.database:

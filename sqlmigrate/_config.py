@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,10 +31,20 @@ class Settings:
     lock_strategy: str = "auto"
     lock_wait: float = DEFAULT_LOCK_WAIT
     lock_retries: int = DEFAULT_LOCK_RETRIES
+    strict: bool = False  # `up` refuses on an error-level lint finding
+    lint_disable: tuple[str, ...] = ()  # lint rules turned off for the project
+    schema_file: Path | None = None  # `sqlmigrate dump`'s file; None: <directory>/schema.sql
+    write_schema: bool = False  # `up` refreshes the schema file after applying something
+    drift_schemas: tuple[str, ...] | None = None  # the schemas dump and drift cover; None: all
+
+    @property
+    def schema_path(self) -> Path:
+        return self.schema_file if self.schema_file is not None else self.directory / "schema.sql"
 
 
 _PYPROJECT_KEYS = {"dir", "table", "schema", "lock_timeout", "statement_timeout", "lock_strategy",
-                  "lock_wait", "lock_retries"}
+                  "lock_wait", "lock_retries", "strict", "lint_disable", "schema_file", "write_schema",
+                  "drift_schemas"}
 LOCK_STRATEGIES = ("auto", "session", "transaction", "table")
 
 
@@ -93,6 +104,7 @@ def resolve(
     lock_strategy: str | None = None,
     lock_wait: float | None = None,
     lock_retries: int | None = None,
+    strict: bool | None = None,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     with_database: bool = True,
@@ -133,7 +145,63 @@ def resolve(
                            else project.get("lock_wait", DEFAULT_LOCK_WAIT)),
         lock_retries=_count("lock_retries", lock_retries if lock_retries is not None
                             else project.get("lock_retries", DEFAULT_LOCK_RETRIES)),
+        strict=strict if strict is not None else _flag("strict", project.get("strict", False)),
+        lint_disable=lint_rules("[tool.sqlmigrate] lint_disable", project.get("lint_disable", [])),
+        **_schema_file_settings(project, cwd, path),
     )
+
+
+def _schema_file_settings(project: Mapping[str, Any], cwd: Path, directory: Path) -> dict[str, Any]:
+    """schema_file (relative to the pyproject.toml's folder), write_schema and drift_schemas."""
+    out: dict[str, Any] = {"write_schema": _flag("write_schema", project.get("write_schema", False))}
+    raw = project.get("schema_file")
+    if raw is not None:
+        if not isinstance(raw, str) or not raw.strip() or not raw.endswith(".sql"):
+            raise ConfigurationError(f"invalid [tool.sqlmigrate] schema_file {raw!r}: a path ending in .sql, "
+                                     "relative to pyproject.toml, e.g. \"sql/schema.sql\"")
+        folder = next((f for f in (cwd, *cwd.parents) if (f / "pyproject.toml").is_file()), cwd)
+        out["schema_file"] = path = folder / raw
+        # Discovery would take a file named like a migration for one.
+        if path.parent.resolve() == directory.resolve() and re.match(r"^[0-9]+_", path.name):
+            raise ConfigurationError(f"invalid [tool.sqlmigrate] schema_file {raw!r}: in the migration "
+                                     "directory, a name that starts with <digits>_ is a migration's")
+    schemas = project.get("drift_schemas")
+    if schemas is not None:
+        if isinstance(schemas, str) or not isinstance(schemas, list) or not schemas \
+                or not all(isinstance(v, str) and v for v in schemas):
+            raise ConfigurationError(f"invalid [tool.sqlmigrate] drift_schemas {schemas!r}: a list of "
+                                     "schema names, e.g. [\"public\", \"app\"]")
+        out["drift_schemas"] = tuple(sorted(set(schemas)))
+    return out
+
+
+def _flag(what: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"invalid [tool.sqlmigrate] {what} {value!r}: true or false")
+    return value
+
+
+def lint_rules(what: str, value: object) -> tuple[str, ...]:
+    """Lint rule names, each one known; ``what`` names the setting in the message."""
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)) \
+            or not all(isinstance(v, str) for v in value):
+        raise ConfigurationError(f"invalid {what} {value!r}: a list of rule names, e.g. "
+                                 f"[\"ban-drop-column\"]; known: {_known_rules()}")
+    if not value:
+        return ()
+    from ._lintrules import RULES  # only when rules are named: the import is not free
+
+    unknown = [v for v in value if v not in RULES]
+    if unknown:
+        raise ConfigurationError(f"{what}: unknown lint rule(s) {', '.join(map(repr, unknown))}; "
+                                 f"known: {_known_rules()}")
+    return tuple(sorted(value))
+
+
+def _known_rules() -> str:
+    from ._lintrules import RULES
+
+    return ", ".join(sorted(RULES))
 
 
 def _count(what: str, value: object) -> int:

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _lintrules as rules, _lintsql as q, _sqltext as sqltext
+from ._classify import contains_word
+from ._directives import allowed_rules
 from ._errors import MigrationFileError
 from ._lintrules import ERROR, INFO, RULES, SEVERITIES, WARNING, Hazard, Lock
 
@@ -194,18 +196,23 @@ class _File:
             no_transaction = sqltext.directives(text, path).no_transaction
         checker.begin_file(no_transaction)
         self.statements: list[_Statement] = []
+        allowed: dict[int, frozenset[str]] = {}
+        if contains_word(text, "sqlmigrate"):  # rare: the file may have allow comments
+            statements = sqltext.split(text) if statements is None else list(statements)
+            allowed = allowed_rules(text, statements, path)
         for stmt in sqltext.iter_statements(text) if statements is None else statements:
             if q.first_word(stmt.text) not in q.INTERESTING:
                 continue
             s = _Statement(stmt)
+            allow = allowed.get(stmt.start, frozenset()) if allowed else frozenset()
             if len(stmt.text) > MAX_STATEMENT and not stmt.text[:7].upper().startswith("CREATE"):
-                if "statement-too-large" not in checker.disabled:
+                if "statement-too-large" not in checker.disabled | allow:
                     s.hazards.append(Hazard(RULES["statement-too-large"],
                                             f"not linted: longer than {MAX_STATEMENT:,} characters", None))
             else:
                 s.op = q.parse(stmt.text)
                 if s.op is not None:
-                    s.hazards = checker.check(s.op)
+                    s.hazards = checker.check(s.op, allow)
                     s.locks = [lk for lk in rules.statement_lock(s.op)
                                if lk.table is None or not checker.is_new(lk.table)]
             if s.hazards or s.locks or isinstance(s.op, q.SetSearchPath):

@@ -211,8 +211,11 @@ class Checker:
     def is_new(self, table: Name) -> bool:
         return any(table.same(t) for t in self.new_tables.get(table.folded[-1], ()))
 
-    def check(self, op: q.Op) -> list[Hazard]:
-        found = [h for h in self._hazards(op) if h.rule.name not in self.disabled]
+    def check(self, op: q.Op, allow: frozenset[str] = frozenset()) -> list[Hazard]:
+        """The hazards of ``op``, but those of disabled rules and of the rules in ``allow`` (the
+        statement's ``-- sqlmigrate: allow`` comments)."""
+        off = self.disabled | allow if allow else self.disabled
+        found = [h for h in self._hazards(op) if h.rule.name not in off]
         self._remember(op)
         return found
 

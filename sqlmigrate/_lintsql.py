@@ -215,13 +215,24 @@ SERIAL_TYPES = frozenset(("SERIAL", "SERIAL2", "SERIAL4", "SERIAL8", "SMALLSERIA
 
 
 class _Cursor:
-    def __init__(self, toks: list[Tok]) -> None:
+    def __init__(self, toks: list[Tok], more: Iterator[Tok] | None = None) -> None:
         self.toks = toks
+        self.more = more  # tokens not read yet: the head of a statement is often all that is needed
         self.i = 0
+
+    def has(self, j: int) -> bool:
+        """Whether token ``j`` exists (reading it if need be)."""
+        while j >= len(self.toks) and self.more is not None:
+            t = next(self.more, None)
+            if t is None:
+                self.more = None
+            else:
+                self.toks.append(t)
+        return j < len(self.toks)
 
     def at(self, *words: str, k: int = 0) -> bool:
         j = self.i + k
-        return j < len(self.toks) and self.toks[j].up in words
+        return self.has(j) and self.toks[j].up in words
 
     def take(self, *words: str) -> bool:
         if self.at(*words):
@@ -237,10 +248,10 @@ class _Cursor:
 
     def name(self) -> Name | None:
         parts: list[str] = []
-        while self.i < len(self.toks) and self.toks[self.i].ident is not None:
+        while self.has(self.i) and self.toks[self.i].ident is not None:
             parts.append(self.toks[self.i].text)
             self.i += 1
-            if not (self.at(".") and self.i + 1 < len(self.toks)):
+            if not (self.at(".") and self.has(self.i + 1)):
                 break
             self.i += 1
         return Name(tuple(parts)) if parts else None
@@ -281,8 +292,9 @@ def parse(text: str) -> Op | None:
 
 
 def _create(text: str) -> Op | None:
-    # Only the head is needed: a 50 KB CREATE TABLE is not tokenized to its end.
-    c = _Cursor(list(islice(tokens(text), 24)))
+    # Only the head is needed, read token by token as the parse asks: a CREATE TABLE is not tokenized
+    # past its name.
+    c = _Cursor([], islice(tokens(text), 24))
     c.i = 1
     unique = c.take("UNIQUE")
     if c.at("INDEX"):

@@ -6,14 +6,14 @@ Data flows one way: files -> plan -> execution -> history.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _files as files
-from ._config import DEFAULT_LOCK_RETRIES, DEFAULT_LOCK_TIMEOUT, DEFAULT_LOCK_WAIT, DEFAULT_TABLE
+from ._config import DEFAULT_LOCK_RETRIES, DEFAULT_LOCK_TIMEOUT, DEFAULT_LOCK_WAIT, DEFAULT_TABLE, lint_rules
 from ._errors import ConfigurationError, HistoryError, NotCurrentError
 from ._plan import MigrationStatus, State, Status
 
@@ -87,6 +87,7 @@ class Migrator:
         lock_strategy: str = "auto",
         lock_wait: float = DEFAULT_LOCK_WAIT,
         lock_retries: int = DEFAULT_LOCK_RETRIES,
+        lint_disable: Collection[str] = (),
     ) -> None:
         self.database = database
         self.directory = Path(directory)
@@ -97,6 +98,8 @@ class Migrator:
         self.lock_strategy = lock_strategy
         self.lock_wait = lock_wait
         self.lock_retries = lock_retries
+        #: lint rules that ``up``'s pre-flight check leaves out (unknown names: ConfigurationError)
+        self.lint_disable = lint_rules("lint_disable", lint_disable) if lint_disable else ()
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -145,7 +148,7 @@ class Migrator:
             except HistoryError:
                 work = None
             if work:
-                self._preflight(s, [scripts[e.version] for e in work], strict)
+                self._preflight(s, [scripts[e.version] for e in work], strict, self.lint_disable)
             if work != []:
                 no_transaction = work is None or any(scripts[e.version].no_transaction for e in work)
                 with s.locked(no_transaction=no_transaction):
@@ -246,14 +249,14 @@ class Migrator:
         return work
 
     @staticmethod
-    def _preflight(s: Session, scripts: list[Script], strict: bool) -> None:
+    def _preflight(s: Session, scripts: list[Script], strict: bool, lint_disable: Collection[str]) -> None:
         """Lock hazards of what is about to run, priced on this database (its table sizes)."""
         from ._errors import LintError
         from ._lint import lint_scripts
         from ._session import translate
 
         # sqlmigrate sets lock_timeout itself (--lock-wait): the files need not.
-        disabled = ("require-lock-timeout",) if s.lock_wait else ()
+        disabled = {*lint_disable, "require-lock-timeout"} if s.lock_wait else set(lint_disable)
         with translate("linting the pending migrations"):
             report = lint_scripts(scripts, s.conn, disabled=disabled)
         for f in report.findings:
@@ -372,13 +375,17 @@ def ensure_current(
 
     For application boot code that must not start against an old or hand-altered schema.
     """
-    status = Migrator(database, directory, table=table, schema=schema, statement_timeout=statement_timeout).check()
-    if drift:
-        from ._schemafile import SCHEMA_FILE
-        from ._schemafile import drift as find_drift
+    if not drift:
+        return Migrator(database, directory, table=table, schema=schema, statement_timeout=statement_timeout).check()
+    from ._schemafile import SCHEMA_FILE
+    from ._schemafile import drift as find_drift
+    from ._session import connection
 
-        path = Path(schema_file) if schema_file is not None else Path(directory) / SCHEMA_FILE
-        found = find_drift(database, path, table=table)
+    path = Path(schema_file) if schema_file is not None else Path(directory) / SCHEMA_FILE
+    # One connection for both: boot code pays for one connect, not two.
+    with connection(database) as conn:
+        status = Migrator(conn, directory, table=table, schema=schema, statement_timeout=statement_timeout).check()
+        found = find_drift(conn, path, table=table)
         if found:
             raise NotCurrentError(f"the database has drifted from {path}: "
                                   + "; ".join(d.describe() for d in found), drift=[d.describe() for d in found])

@@ -458,3 +458,148 @@ def test_up_prints_lint_findings_as_warnings_and_strict_refuses(cli, conn, mdir)
     assert "lint:" in r.err and "0002_idx.sql:1" in r.err and "require-concurrent-index-creation" in r.err, r
     assert "CONCURRENTLY" in r.err, r  # the safer recipe
     assert conn.execute("SELECT to_regclass('t_id')::text").fetchone() == ("t_id",)
+
+
+# -- configuration: [tool.sqlmigrate] strict and lint_disable; per-statement allow comments -------------
+
+
+def _project(tmp_path: Path, settings: str) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.sqlmigrate]\n" + settings)
+
+
+def _pending_index(cli, conn, mdir) -> None:  # type: ignore[no-untyped-def]
+    """An applied table with rows, and a pending plain CREATE INDEX on it (an error-level finding)."""
+    mdir.write("0001_t.sql", "CREATE TABLE t (id int);\n")
+    assert cli("up", "--dir", str(mdir)).code == 0
+    conn.execute("INSERT INTO t SELECT generate_series(1, 1000); ANALYZE t")
+    mdir.write("0002_idx.sql", "CREATE INDEX t_id ON t (id);\n")
+
+
+def test_strict_from_pyproject_and_no_strict_flag(cli, conn, mdir, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _pending_index(cli, conn, mdir)
+    _project(tmp_path, "strict = true\n")
+    r = cli("up", "--dir", str(mdir))
+    assert r.code == 2 and "require-concurrent-index-creation" in r.err and "nothing was run" in r.err, r
+    assert conn.execute("SELECT to_regclass('t_id')").fetchone() == (None,)
+    r = cli("up", "--dir", str(mdir), "--no-strict")
+    assert r.code == 0 and "require-concurrent-index-creation" in r.err, r
+    assert conn.execute("SELECT to_regclass('t_id')::text").fetchone() == ("t_id",)
+
+
+def test_strict_false_in_pyproject_and_the_flag_wins(cli, conn, mdir, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _pending_index(cli, conn, mdir)
+    _project(tmp_path, "strict = false\n")
+    assert cli("up", "--dir", str(mdir), "--strict").code == 2
+    assert conn.execute("SELECT to_regclass('t_id')").fetchone() == (None,)
+
+
+def test_invalid_strict_setting_exits_2(cli, mdir, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    mdir.write("0001_t.sql", "CREATE TABLE t (id int);\n")
+    _project(tmp_path, 'strict = "yes"\n')
+    r = cli("up", "--dir", str(mdir))
+    assert r.code == 2 and "strict" in r.err and "true or false" in r.err and "Traceback" not in r.err, r
+
+
+def test_lint_disable_from_pyproject_for_lint_and_up(cli, conn, mdir, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _pending_index(cli, conn, mdir)
+    mdir.write("0003_rename.sql", "ALTER TABLE t RENAME COLUMN id TO ident;\n")
+    _project(tmp_path, 'strict = true\nlint_disable = ["require-concurrent-index-creation"]\n')
+    r = cli("lint", "--dir", str(mdir), "--json")
+    assert r.code == 0, r
+    assert [f["rule"] for f in json.loads(r.out)["findings"]] == ["renaming-column"]
+    r = cli("up", "--dir", str(mdir))  # strict, but the one error-level rule is off for this project
+    assert r.code == 0, r
+    assert "renaming-column" in r.err and "require-concurrent-index-creation" not in r.err, r
+    assert conn.execute("SELECT to_regclass('t_id')::text").fetchone() == ("t_id",)
+
+
+@pytest.mark.parametrize("value, says", [
+    ('["ban-drop-colum"]', "ban-drop-colum"),
+    ('"ban-drop-column"', "a list of rule names"),
+    ("[1]", "a list of rule names"),
+])
+def test_invalid_lint_disable_exits_2(cli, mdir, tmp_path: Path, value: str, says: str) -> None:  # type: ignore[no-untyped-def]
+    mdir.write("0001_t.sql", "CREATE TABLE t (id int);\n")
+    _project(tmp_path, f"lint_disable = {value}\n")
+    for args in (("lint", "--dir", str(mdir)), ("up", "--dir", str(mdir))):
+        r = cli(*args)
+        assert r.code == 2 and "Traceback" not in r.err, r
+        assert "lint_disable" in r.err and says in r.err and "require-concurrent-index-creation" in r.err, r
+
+
+def test_migrator_lint_disable(database_url: str, conn: psycopg.Connection, mdir) -> None:  # type: ignore[no-untyped-def]
+    from sqlmigrate import LintError, Migrator
+
+    conn.execute(SETUP)  # type: ignore[arg-type]
+    mdir.write("0001_idx.sql", "CREATE INDEX users_name_idx ON users (name);\n")
+    with pytest.raises(LintError):
+        Migrator(database_url, mdir.path).up(strict=True)
+    with pytest.raises(ConfigurationError, match="lint_disable.*no-such-rule"):
+        Migrator(database_url, mdir.path, lint_disable=["no-such-rule"])
+    m = Migrator(database_url, mdir.path, lint_disable=["require-concurrent-index-creation"])
+    assert [s.version for s in m.up(strict=True).steps] == [1]
+    assert conn.execute("SELECT to_regclass('users_name_idx')::text").fetchone() == ("users_name_idx",)
+
+
+ALLOWED = """\
+-- the admin table is small: a plain build is fine
+-- sqlmigrate: allow require-concurrent-index-creation
+CREATE INDEX users_name_idx ON users (name);
+CREATE INDEX users_age_idx ON users (age);
+ALTER TABLE users DROP COLUMN org_id; -- sqlmigrate: allow ban-drop-column
+ALTER TABLE users
+  -- sqlmigrate: allow ban-drop-column, renaming-column
+  DROP COLUMN name;
+ALTER TABLE users RENAME COLUMN age TO years;
+SELECT '-- sqlmigrate: allow ban-drop-table';
+DROP TABLE orgs;
+"""
+
+
+def test_allow_comment_silences_its_rules_on_its_statement_only(tmp_path: Path) -> None:
+    [path] = write(tmp_path, ALLOWED)
+    assert rules_at(lint([path])) == {
+        ("require-concurrent-index-creation", 4),
+        ("renaming-column", 9),
+        ("ban-drop-table", 11),
+    }
+
+
+def test_allow_comment_before_the_first_statement_is_not_a_file_directive(tmp_path: Path) -> None:
+    text = ("-- sqlmigrate: no-transaction\n-- sqlmigrate: allow require-lock-timeout\n"
+            "CREATE INDEX CONCURRENTLY users_age_idx ON users (age);\n")
+    [path] = write(tmp_path, text)
+    assert lint([path]).findings == ()
+    assert sqltext.directives(text, path).no_transaction
+
+
+@pytest.mark.parametrize("text, line, says", [
+    ("SELECT 1;\n\n-- sqlmigrate: allow ban-drop-colum\nALTER TABLE users DROP COLUMN name;\n", 3,
+     "unknown lint rule 'ban-drop-colum'"),
+    ("-- sqlmigrate: allow\nDROP TABLE orgs;\n", 1, "names no rule"),
+    ("SELECT 1;\n-- sqlmigrate: no-transaction\nSELECT 2;\n", 2, "would be ignored"),
+    ("SELECT 1;\n/* sqlmigrate: allow ban-drop-table */\nDROP TABLE orgs;\n", 2, "'--' line comment"),
+])
+def test_bad_allow_comments_and_misplaced_directives_name_file_and_line(
+        tmp_path: Path, text: str, line: int, says: str) -> None:
+    [path] = write(tmp_path, text)
+    with pytest.raises(MigrationFileError, match=says) as info:
+        lint([path])
+    assert (info.value.path, info.value.line) == (path, line)
+
+
+def test_allow_comment_in_up_strict_and_an_unknown_rule_exits_2(cli, conn, mdir) -> None:  # type: ignore[no-untyped-def]
+    _pending_index(cli, conn, mdir)
+    mdir.write("0002_idx.sql", "-- sqlmigrate: allow require-concurrent-index-creation\n"
+                               "CREATE INDEX t_id ON t (id);\n")
+    r = cli("up", "--dir", str(mdir), "--strict")
+    assert r.code == 0 and "lint:" not in r.err, r
+    assert conn.execute("SELECT to_regclass('t_id')::text").fetchone() == ("t_id",)
+    mdir.write("0003_idx.sql", "SELECT 1;\n-- sqlmigrate: allow require-concurent-index-creation\n"
+                               "CREATE INDEX t_id2 ON t (id);\n")
+    for command in ("up", "lint"):
+        r = cli(command, "--dir", str(mdir))
+        assert r.code == 2 and "Traceback" not in r.err, r
+        assert "0003_idx.sql:2" in r.err and "require-concurent-index-creation" in r.err, r
+        assert "require-concurrent-index-creation" in r.err, r  # the known rules are listed
+    assert conn.execute("SELECT to_regclass('t_id2')").fetchone() == (None,)
