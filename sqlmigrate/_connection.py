@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigurationError, ConnectError, SqlMigrateError
 
@@ -101,11 +101,23 @@ def conninfo_of(database: object) -> str:
                     f"the SQLAlchemy {type(database).__name__} is for {driver!r}; sqlmigrate migrates "
                     "PostgreSQL only (postgresql://, postgresql+psycopg2://, ...)"
                 )
-            return normalize(str(render(hide_password=False)))
+            return normalize(_from_url_parts(url))
     raise ConfigurationError(
         f"sqlmigrate needs a database connection string, a SQLAlchemy Engine or URL, or an open "
         f"psycopg.Connection; got a {kind}"
     )
+
+
+def _from_url_parts(url: Any) -> str:
+    """libpq key=value pairs from a SQLAlchemy URL's parts: unlike its rendering, right for a Unix
+    socket directory given as the host, and for any character in the password."""
+    from psycopg.conninfo import make_conninfo
+
+    params: dict[str, Any] = {"host": url.host, "port": url.port, "user": url.username,
+                              "password": url.password, "dbname": url.database}
+    for key, value in dict(url.query).items():  # ?host=/var/run/postgresql&sslmode=require
+        params[key] = value[-1] if isinstance(value, tuple) else value
+    return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
 
 
 def mask(text: str, database: str | None = None) -> str:

@@ -183,8 +183,12 @@ def _sqlalchemy_url(database_url: str, user: str, password: str, driver: str = "
     from psycopg.conninfo import conninfo_to_dict
 
     params = conninfo_to_dict(database_url)
-    return sqlalchemy.URL.create(driver, username=user, password=password, host=params.get("host"),
-                                 port=int(params.get("port") or 5432), database=params["dbname"])
+    host, port = params.get("host"), str(params.get("port") or 5432)
+    if host and host.startswith("/"):  # a Unix socket: SQLAlchemy takes its directory as ?host=
+        return sqlalchemy.URL.create(driver, username=user, password=password, database=params["dbname"],
+                                     query={"host": host, "port": port})
+    return sqlalchemy.URL.create(driver, username=user, password=password, host=host, port=int(port),
+                                 database=params["dbname"])
 
 
 @pytest.fixture

@@ -28,8 +28,13 @@ def _sqlalchemy_url(database_url: str) -> str:
     from psycopg.conninfo import conninfo_to_dict
 
     p = conninfo_to_dict(database_url)
-    url = sqlalchemy.URL.create("postgresql+psycopg", username=p.get("user"), password=p.get("password"),
-                                host=p.get("host"), port=int(p.get("port") or 5432), database=p["dbname"])
+    host, port = p.get("host"), str(p.get("port") or 5432)
+    if host and host.startswith("/"):  # a Unix socket: SQLAlchemy takes its directory as ?host=
+        url = sqlalchemy.URL.create("postgresql+psycopg", username=p.get("user"), password=p.get("password"),
+                                    database=p["dbname"], query={"host": host, "port": port})
+    else:
+        url = sqlalchemy.URL.create("postgresql+psycopg", username=p.get("user"), password=p.get("password"),
+                                    host=host, port=int(port), database=p["dbname"])
     return url.render_as_string(hide_password=False)
 
 
