@@ -9,6 +9,7 @@ Waiters poll ``pg_try_advisory_lock`` from an autocommit connection instead of b
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from typing import TYPE_CHECKING
 
@@ -71,20 +72,29 @@ def detect_strategy(conn: psycopg.Connection, conninfo: str | None, *, needs_ses
 
 
 def _direct(conn: psycopg.Connection) -> bool:
-    """The server's client port is this socket's own port: nothing sits in between (TCP only; a
-    Unix socket cannot tell)."""
+    """Nothing sits between this client and the server. Over TCP: the server's client port is this
+    socket's own port. Over a Unix socket (Linux): the process at the other end is PostgreSQL's
+    postmaster, not a pooler."""
     import os
     import socket
 
     row = conn.execute("SELECT inet_client_port()").fetchone()
-    if row is None or row[0] is None:
-        return False
     try:
         with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
-            local = sock.getsockname()
+            if row is not None and row[0] is not None:
+                local = sock.getsockname()
+                return isinstance(local, tuple) and local[1] == row[0]
+            if sock.family != socket.AF_UNIX or not hasattr(socket, "SO_PEERCRED"):
+                return False
+            peer, _, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                             struct.calcsize("3i")))
     except (OSError, ValueError):
         return False
-    return isinstance(local, tuple) and local[1] == row[0]
+    try:
+        with open(f"/proc/{peer}/comm", encoding="utf-8") as f:
+            return f.read().strip() in ("postgres", "postmaster")
+    except OSError:  # another PID namespace (a socket mounted from a container), or no /proc
+        return False
 
 
 def _transaction_pooled(conn: psycopg.Connection, conninfo: str | None) -> bool:
