@@ -252,3 +252,139 @@ def test_a_function_body_that_looks_like_a_block_header_is_no_drift(database_url
     build(database_url, ["CREATE OR REPLACE FUNCTION g() RETURNS int LANGUAGE plpgsql AS $$\nBEGIN\n\n"
                          "-- table public.not_a_table\n  RETURN 2;\nEND $$"])
     assert drift(database_url, path) != []
+
+
+# -- configuration: [tool.sqlmigrate] schema_file, write_schema, drift_schemas -------------------------
+
+
+def pyproject(tmp_path: Path, body: str) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.sqlmigrate]\n" + body)
+
+
+def test_schema_file_configured_in_pyproject_is_used_and_never_taken_for_a_migration(
+        cli, mdir, tmp_path: Path, database_url: str, conn: psycopg.Connection):
+    import sqlmigrate
+
+    pyproject(tmp_path, 'schema_file = "sql/db_schema.sql"\n')
+    mdir.write("0001_t.sql", "CREATE TABLE t (id int PRIMARY KEY);\n")
+    assert cli("up").code == 0
+    r = cli("dump")
+    assert r.code == 0 and "wrote sql/db_schema.sql: " in r.out, r
+    assert not (mdir.path / "schema.sql").exists()
+    assert "CREATE TABLE public.t (" in (mdir.path / "db_schema.sql").read_text()
+    # A name that is no migration's, in the migration directory: discovery knows the file by its header.
+    for command in ("up", "check", "status"):
+        r = cli(command)
+        assert r.code == 0 and "db_schema.sql" not in r.out + r.err, r
+    assert cli("check", "--drift").code == 0
+    (tmp_path / "app").mkdir()  # from a sub-folder: the path is relative to pyproject.toml's folder
+    r = cli("check", "--drift", "--dir", "../sql", cwd=tmp_path / "app")
+    assert r.code == 0 and f"matches {tmp_path / 'sql' / 'db_schema.sql'}:" in r.out, r
+    sqlmigrate.ensure_current(database_url, mdir.path, drift=True, schema_file=mdir.path / "db_schema.sql")
+    conn.execute("CREATE TABLE by_hand (a int)")
+    r = cli("check", "--drift")
+    assert r.code == 3 and "differs from sql/db_schema.sql in 1 object(s)" in r.err, r
+    with pytest.raises(sqlmigrate.NotCurrentError):
+        sqlmigrate.ensure_current(database_url, mdir.path, drift=True, schema_file=mdir.path / "db_schema.sql")
+    # Any other .sql file with a bad name is still refused.
+    mdir.write("notes.sql", "-- not a schema file\n")
+    r = cli("check")
+    assert r.code == 2 and "notes.sql: not a migration file name" in r.err, r
+
+
+def test_up_write_schema_refreshes_the_file_when_something_was_applied(cli, mdir, tmp_path: Path):
+    mdir.write("0001_t.sql", "CREATE TABLE t (id int PRIMARY KEY);\n")
+    assert cli("up").code == 0
+    assert not (mdir.path / "schema.sql").exists()  # not asked for
+    mdir.write("0002_u.sql", "CREATE TABLE u (id int PRIMARY KEY);\n")
+    r = cli("up", "--write-schema")
+    assert r.code == 0 and "wrote sql/schema.sql: " in r.out, r
+    text = (mdir.path / "schema.sql").read_text()
+    assert "CREATE TABLE public.t (" in text and "CREATE TABLE public.u (" in text
+    (mdir.path / "schema.sql").unlink()
+    r = cli("up", "--write-schema")  # nothing applied: the file is left alone
+    assert r.code == 0 and not (mdir.path / "schema.sql").exists(), r
+    # Configured: schema_file and write_schema = true; a plain `up` writes it.
+    pyproject(tmp_path, 'schema_file = "db/schema.sql"\nwrite_schema = true\n')
+    mdir.write("0003_v.sql", "CREATE TABLE v (id int PRIMARY KEY);\n")
+    r = cli("up")
+    assert r.code == 0 and "wrote db/schema.sql: " in r.out, r
+    assert "CREATE TABLE public.v (" in (tmp_path / "db" / "schema.sql").read_text()
+    assert cli("check", "--drift").code == 0
+
+
+@pytest.mark.parametrize("body, message", [
+    ("schema_file = 3\n", "invalid [tool.sqlmigrate] schema_file 3: a path ending in .sql"),
+    ('schema_file = "sql/0009_schema.sql"\n', "a name that starts with <digits>_ is a migration's"),
+    ('write_schema = "yes"\n', "invalid [tool.sqlmigrate] write_schema 'yes': true or false"),
+    ('drift_schemas = "public"\n', "invalid [tool.sqlmigrate] drift_schemas 'public': a list of schema names"),
+    ("drift_schemas = []\n", "invalid [tool.sqlmigrate] drift_schemas []: a list of schema names"),
+])
+def test_bad_schema_file_settings_are_exit_2(cli, mdir, tmp_path: Path, body: str, message: str):
+    mdir.write("0001_t.sql", "CREATE TABLE t (id int);\n")
+    pyproject(tmp_path, body)
+    for command in (("dump",), ("check", "--drift")):
+        r = cli(*command)
+        assert r.code == 2 and message in r.err and "Traceback" not in r.err, r
+
+
+def test_objects_an_extension_owns_are_never_drift(database_url: str, tmp_path: Path):
+    build(database_url, ["CREATE SCHEMA ext", "CREATE EXTENSION citext SCHEMA ext",
+                         "CREATE TABLE people (email ext.citext)"])
+    path = tmp_path / "schema.sql"
+    text = dump(database_url, path).text
+    assert "-- extension citext\nCREATE EXTENSION citext WITH SCHEMA ext" in text
+    assert "email ext.citext" in text
+    # The extension's own types and functions are the extension, not the application's schema.
+    assert "-- type ext.citext" not in text and "-- function ext." not in text
+    # Reinstalled (new OIDs, its members re-created): still no drift.
+    build(database_url, ["DROP EXTENSION citext CASCADE", "CREATE EXTENSION citext SCHEMA ext",
+                         "ALTER TABLE people ADD COLUMN email ext.citext"])
+    assert drift(database_url, path) == []
+    # A function of the application's in the same schema is drift.
+    build(database_url, ["CREATE FUNCTION ext.mine() RETURNS int LANGUAGE sql AS 'SELECT 1'"])
+    assert [(d.object, d.change) for d in drift(database_url, path)] == [("function ext.mine()", "extra")]
+
+
+def test_sqlmigrate_own_tables_are_never_drift_whatever_they_are_called(cli, mdir, tmp_path: Path):
+    pyproject(tmp_path, 'table = "applied"\n')
+    mdir.write("0001_t.sql", "CREATE TABLE t (id int);\n")
+    assert cli("up").code == 0
+    assert cli("dump").code == 0
+    text = (mdir.path / "schema.sql").read_text()
+    assert "CREATE TABLE public.t (" in text
+    assert "applied" not in text
+    mdir.write("0002_u.sql", "CREATE TABLE u (id int);\n")
+    assert cli("up", "--write-schema").code == 0  # the history grew: no drift from that alone
+    assert cli("check", "--drift").code == 0
+
+
+def test_drift_schemas_limit_the_dump_and_the_comparison(cli, mdir, tmp_path: Path, database_url: str,
+                                                         conn: psycopg.Connection):
+    import sqlmigrate
+
+    pyproject(tmp_path, 'drift_schemas = ["public", "app"]\n')
+    mdir.write("0001_t.sql", "CREATE SCHEMA app;\nCREATE TABLE app.a (id int);\nCREATE TABLE t (id int);\n"
+                             "CREATE SCHEMA scratch;\nCREATE TABLE scratch.s (id int);\n")
+    assert cli("up").code == 0
+    assert cli("dump").code == 0
+    text = (mdir.path / "schema.sql").read_text()
+    assert "-- Schemas: app, public\n" in text
+    assert "CREATE TABLE app.a (" in text and "CREATE TABLE public.t (" in text
+    assert "scratch" not in text
+    # Another schema's changes are not drift, for the CLI and, through the file's header, for boot code.
+    conn.execute("CREATE TABLE scratch.more (id int)")
+    conn.execute("DROP TABLE scratch.s")
+    conn.execute("CREATE SCHEMA reporting")
+    assert cli("check", "--drift").code == 0
+    sqlmigrate.ensure_current(database_url, mdir.path, drift=True)
+    # One of the listed schemas: drift.
+    conn.execute("CREATE TABLE app.b (id int)")
+    r = cli("check", "--drift")
+    assert r.code == 3 and "table app.b is extra" in r.err, r
+    assert [d.object for d in drift(database_url, mdir.path / "schema.sql")] == ["table app.b"]
+    # Without the setting, every schema counts (the file's header still limits the library's drift()).
+    assert drift(database_url, mdir.path / "schema.sql", schemas=["public"]) != []
+    (tmp_path / "pyproject.toml").unlink()
+    r = cli("dump", "-o", "-")
+    assert "scratch.more" in r.out and "-- Schemas:" not in r.out, r
