@@ -603,3 +603,28 @@ def test_allow_comment_in_up_strict_and_an_unknown_rule_exits_2(cli, conn, mdir)
         assert "0003_idx.sql:2" in r.err and "require-concurent-index-creation" in r.err, r
         assert "require-concurrent-index-creation" in r.err, r  # the known rules are listed
     assert conn.execute("SELECT to_regclass('t_id2')").fetchone() == (None,)
+
+
+def test_the_fast_create_parse_means_what_the_token_parse_means() -> None:
+    # up's pre-flight reads the common CREATE TABLE / CREATE INDEX heads with one regex; wherever that
+    # regex matches, it must make of the text exactly what the token-by-token parse makes of it.
+    import itertools
+
+    from sqlmigrate import _lintsql as q
+
+    names = ["t", "s.t", "s . t", "T_1$x", "on", "only", "if", "concurrently", "unique", "index", "table",
+             '"Q"', "s.\"Q\"", "café", "a.b.c", "e", "x/* c */", "x -- c\n", "exists", "not"]
+    gaps = [" ", "\n  ", "\t", " /* c */ ", "\u00a0", "\x1c"]
+    heads = []
+    for gap, n, m in itertools.product(gaps, names, names[:8]):
+        heads += [f"CREATE{gap}TABLE {n} (id int)", f"create table if not exists {n}{gap}(id int)",
+                  f"CREATE TABLE IF NOT EXISTS{gap}{n} AS SELECT 1", f"CREATE UNIQUE TABLE {n} (a int)",
+                  f"CREATE INDEX {n} ON {m} (a)", f"CREATE UNIQUE INDEX CONCURRENTLY {n}{gap}ON ONLY {m}(a)",
+                  f"create index concurrently if not exists {n} on {m} using btree (a)",
+                  f"CREATE INDEX ON{gap}{n} (a)", f"CREATE INDEX IF NOT EXISTS ON {n} (a)",
+                  f"CREATE INDEX {n} ON ONLY (a)", f"CREATE INDEX {n} {m} ON t (a)"]
+    fast = 0
+    for text in heads:
+        assert q._create(text) == q._create_tokens(text), text
+        fast += q._FAST_CREATE.match(text) is not None
+    assert 0 < fast < len(heads)  # both paths are exercised
