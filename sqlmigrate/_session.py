@@ -34,11 +34,10 @@ log = logging.getLogger("sqlmigrate")
 
 # What a fresh psql session would not have: the state a migration may leave behind. Not DISCARD
 # ALL, which would also drop the session lock that the run keeps.
-# Placeholders in the cached guard text (no SQL contains them).
-_VERSION, _CHECKSUM = "\x01version\x01", "\x01checksum\x01"
-
 _RESET = "RESET ALL;DEALLOCATE ALL;CLOSE ALL;UNLISTEN *;DISCARD TEMP;DISCARD SEQUENCES"
 
+# Placeholders in the cached guard text (no SQL contains them).
+_VERSION, _CHECKSUM = "\x01version\x01", "\x01checksum\x01"
 
 
 class Session:
