@@ -16,19 +16,18 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from psycopg import sql
+
 from . import _execute as execute
 from ._errors import MigrationError, SqlMigrateError
-
-from psycopg import sql
 
 if TYPE_CHECKING:
     import psycopg
 
-    from ._sqltext import Statement
-
     from ._files import Migration
     from ._script import Script
     from ._session import Session
+    from ._sqltext import Statement
 
 log = logging.getLogger("sqlmigrate")
 
