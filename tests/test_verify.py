@@ -430,19 +430,25 @@ def test_plugin_fixtures_in_a_users_test_suite(pytester, server_url, monkeypatch
     (migrations / "0001_t.rollback.sql").write_text("DROP TABLE t;\n")
     pytester.makepyfile(test_user=PLUGIN_TESTS)
     before = scratch_databases(server_url)
+    try:
+        result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+        result.assert_outcomes(passed=3)
+        assert scratch_databases(server_url) <= before
 
-    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=3)
-    assert scratch_databases(server_url) <= before
+        # A rollback that forgets an index fails the one-line test with the readable report.
+        (migrations / "0002_idx.sql").write_text("CREATE INDEX t_id_idx ON t (id);\n")
+        (migrations / "0002_idx.rollback.sql").write_text("SELECT 1;\n")
+        result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider", "-k", "reversible")
+        result.assert_outcomes(passed=0, failed=1)
+        result.stdout.fnmatch_lines(["*migrations are not reversible:*", "*FAIL  0002_idx*",
+                                     "*- index public.t_id_idx still exists*"])
+        assert scratch_databases(server_url) <= before
+    finally:
+        # The user's suite keeps its template database between runs; this test's project is gone.
+        from sqlmigrate._template import drop_templates
 
-    # A rollback that forgets an index fails the one-line test with the readable report.
-    (migrations / "0002_idx.sql").write_text("CREATE INDEX t_id_idx ON t (id);\n")
-    (migrations / "0002_idx.rollback.sql").write_text("SELECT 1;\n")
-    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider", "-k", "reversible")
-    result.assert_outcomes(passed=0, failed=1)
-    result.stdout.fnmatch_lines(["*migrations are not reversible:*", "*FAIL  0002_idx*",
-                                 "*- index public.t_id_idx still exists*"])
-    assert scratch_databases(server_url) <= before
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            drop_templates(admin, migrations)
 
 
 def test_statement_timeout_fails_the_migration_instead_of_hanging(server_url, mdir):
