@@ -14,15 +14,15 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from psycopg import sql
 
 from . import _lock as lock
 from ._config import LOCK_STRATEGIES
-from ._execute import ALREADY_DONE, LOCK_BUSY
+from ._execute import ALREADY_DONE, LOCK_BUSY, GuardFailed
 from ._errors import ConfigurationError, ConnectError, DatabaseError, PrivilegeError, SqlMigrateError
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ._history import History, Row
 
 log = logging.getLogger("sqlmigrate")
+T = TypeVar("T")
 
 # What a fresh psql session would not have: the state a migration may leave behind. Not DISCARD
 # ALL, which would also drop the session lock that the run keeps.
@@ -113,7 +114,20 @@ class Session:
             return
         self.transaction(self.history.create_sql(self.conn), "creating the history tables")
 
-    def wait_turn(self, deadline: float, delay: float) -> float:
+    def in_turn(self, run: Callable[[], T]) -> T:
+        """``run()`` (one guarded transaction), again after a pause while its guard finds the lock
+        busy; a guard that finds the work done raises :class:`GuardFailed` to the caller."""
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.05
+        while True:
+            try:
+                return run()
+            except GuardFailed as refused:
+                if not refused.busy:
+                    raise
+                delay = self._wait_turn(deadline, delay)
+
+    def _wait_turn(self, deadline: float, delay: float) -> float:
         """After a guard found the lock busy: sleep, or raise once the lock timeout is spent."""
         if not self.per_transaction:
             raise DatabaseError(
@@ -181,15 +195,8 @@ class Session:
         """Run sqlmigrate's own ``body`` in one guarded transaction, waiting for the lock if busy."""
         from . import _execute as execute
 
-        deadline = time.monotonic() + self.lock_timeout
-        delay = 0.05
-        while True:
-            try:
-                with translate(doing):
-                    execute.run_own(self.conn, self.begin(), body, self.reset)
-                return
-            except execute.GuardFailed:
-                delay = self.wait_turn(deadline, delay)
+        with translate(doing):
+            self.in_turn(lambda: execute.run_own(self.conn, self.begin(), body, self.reset))
 
     def set_session_timeouts(self) -> None:
         """Session-level settings for a no-transaction step (which has no transaction to be local

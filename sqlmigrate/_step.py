@@ -72,18 +72,14 @@ def _record(session: Session, step: Step, execution_ms: int | None = None) -> sq
 def _run_in_transaction(session: Session, step: Step) -> float | None:
     up = step.direction == "up"
     begin = session.begin(step.migration.version, applied=not up, checksum=None if up else step.checksum)
-    deadline = time.monotonic() + session.lock_timeout
-    delay = 0.05
     retries = 0
     while True:
         try:
-            return execute.run_in_transaction(session.conn, step.script, step.label, _record(session, step),
-                                              begin=begin, reset=session.reset)
-        except execute.GuardFailed as refused:
-            if not refused.busy:
-                log.info("%s: already done by another process", step.label)
-                return None
-            delay = session.wait_turn(deadline, delay)
+            return session.in_turn(lambda: execute.run_in_transaction(
+                session.conn, step.script, step.label, _record(session, step), begin=begin, reset=session.reset))
+        except execute.GuardFailed:
+            log.info("%s: already done by another process", step.label)
+            return None
         except MigrationError as exc:
             if exc.sqlstate != _LOCK_NOT_AVAILABLE or not session.lock_wait:
                 raise
@@ -92,7 +88,7 @@ def _run_in_transaction(session: Session, step: Step) -> float | None:
             if retries >= session.lock_retries:
                 raise _gave_up(exc, session, retries, blockers) from None
             retries += 1
-            pause = min(_MAX_PAUSE, 2.0 ** (retries - 1)) * random.uniform(0.5, 1.5)
+            pause = _pause(retries)
             log.warning("%s waited %g s for a lock%s and was rolled back; blocked by %s; retry %d of %d in %.1f s",
                         step.label, session.lock_wait, f" at line {exc.line}" if exc.line else "",
                         "; ".join(blockers) or "a session that has finished since", retries,
@@ -118,7 +114,7 @@ class _StatementRetry:
             return _with_invalid_index(exc, conn, found)
         while self.retries < self.session.lock_retries:
             self.retries += 1
-            pause = min(_MAX_PAUSE, 2.0 ** (self.retries - 1)) * random.uniform(0.5, 1.5)
+            pause = _pause(self.retries)
             log.warning("%s: the statement at line %s waited %g s for a lock%s; retry %d of %d in %.1f s",
                         self.step.label, stmt.line, self.session.lock_wait,
                         f" and left the INVALID index {_name(conn, found)}, dropped before the retry"
@@ -188,6 +184,11 @@ def _invalid_index(conn: psycopg.Connection, name: str) -> tuple[str, str] | Non
 
 _LOCK_NOT_AVAILABLE = "55P03"
 _MAX_PAUSE = 30.0
+
+
+def _pause(retry: int) -> float:
+    """Seconds before retry number ``retry``: 1, 2, 4 ... 30, with jitter so waiters spread out."""
+    return min(_MAX_PAUSE, 2.0 ** (retry - 1)) * random.uniform(0.5, 1.5)
 
 
 def _blockers(session: Session, step: Step) -> list[str]:
