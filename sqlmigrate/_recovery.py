@@ -198,17 +198,14 @@ def repair(session: Session, migrations: Sequence[Migration],
     conn, history = session.conn, session.history
     status = compute(migrations, history.rows(conn))
     by_version = {e.version: e for e in status.entries}
-    to_rename = _renamed_targets(by_version, _unique(accept_renamed), history.display)
-
+    to_rename = [_recorded(by_version, v, history.display, State.RENAMED,
+                           "there is no recorded name to change", "renamed: --accept-renamed only records the "
+                           "new name of an applied migration whose file now has another name")
+                 for v in _unique(accept_renamed)]
     for v in (*to_apply, *to_retry):
-        e = by_version.get(v)
-        if e is None or e.row is None:
-            raise HistoryError(f"version {v} is not in {history.display}: there is nothing to resolve")
-        if e.state is not State.FAILED:
-            raise HistoryError(
-                f"{e.label} is {e.state.value}, not failed part way: --applied and --retry only resolve a "
-                "no-transaction migration that stopped before it finished"
-            )
+        _recorded(by_version, v, history.display, State.FAILED, "there is nothing to resolve",
+                  "failed part way: --applied and --retry only resolve a no-transaction migration that "
+                  "stopped before it finished")
 
     if versions is None:
         checksum_targets = [] if (to_apply or to_retry or to_rename) else status.having(State.MODIFIED)
@@ -286,20 +283,15 @@ def repair(session: Session, migrations: Sequence[Migration],
     return RepairResult(tuple(changes), unresolved)
 
 
-def _renamed_targets(by_version: dict[int, MigrationStatus], versions: list[int],
-                     display: str) -> list[MigrationStatus]:
-    targets = []
-    for v in versions:
-        e = by_version.get(v)
-        if e is None or e.row is None:
-            raise HistoryError(f"version {v} is not in {display}: there is no recorded name to change")
-        if e.state is not State.RENAMED:
-            raise HistoryError(
-                f"{e.label} is {e.state.value}, not renamed: --accept-renamed only records the new name of "
-                "an applied migration whose file now has another name"
-            )
-        targets.append(e)
-    return targets
+def _recorded(by_version: dict[int, MigrationStatus], v: int, display: str, state: State, absent: str,
+              not_state: str) -> MigrationStatus:
+    """Version ``v``'s entry, refused unless it is in the history in ``state``."""
+    e = by_version.get(v)
+    if e is None or e.row is None:
+        raise HistoryError(f"version {v} is not in {display}: {absent}")
+    if e.state is not state:
+        raise HistoryError(f"{e.label} is {e.state.value}, not {not_state}")
+    return e
 
 
 def _adopt_renamed(history: History, e: MigrationStatus) -> tuple[sql.Composed, Repaired]:
