@@ -19,6 +19,7 @@ import hashlib
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _files as files
 from ._config import DEFAULT_TABLE
-from ._errors import ConfigurationError, DatabaseError, SqlMigrateError
+from ._connection import connect, normalize
+from ._errors import ConfigurationError, ConnectError, DatabaseError, SqlMigrateError
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -34,7 +36,8 @@ if TYPE_CHECKING:
     import psycopg
     from psycopg import sql
 
-__all__ = ["TEMPLATE_PREFIX", "DATABASE_PREFIX", "ClonePool", "Template", "clone", "drop_database", "drop_templates",
+__all__ = ["TEMPLATE_PREFIX", "DATABASE_PREFIX", "ClonePool", "Template", "clone", "drop_database", "drop_databases",
+           "drop_templates",
            "ensure_template", "fingerprint", "project_key", "template_name"]
 
 log = logging.getLogger("sqlmigrate")
@@ -135,6 +138,26 @@ def drop_database(admin: psycopg.Connection, name: str) -> None:
     _execute(admin, statement, f"could not drop the database {name}")
 
 
+def drop_databases(server_url: str, names: Sequence[str]) -> None:
+    """Drop ``names`` on ``server_url``, all at once, each on a connection of its own (see
+    :class:`ClonePool`); a database that could not be dropped is logged as a warning."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not names:
+        return
+    with ThreadPoolExecutor(len(names), thread_name_prefix="sqlmigrate-drop") as pool:
+        refused = [n for n, dropped in zip(names, pool.map(lambda n: _drop_alone(server_url, n), names))
+                   if not dropped]
+    if refused:
+        # The server has no connections to spare (many xdist workers): one at a time, on one.
+        try:
+            with connect(server_url) as admin:
+                for name in refused:
+                    _drop_quietly(admin, name)
+        except SqlMigrateError as exc:
+            log.warning("%s; drop %s by hand", exc, ", ".join(refused))
+
+
 def drop_templates(admin: psycopg.Connection, directory: str | Path) -> list[str]:
     """Drop every template of the project in ``directory``; returns their names."""
     return _drop_stale(admin, project_key(directory), keep=None)
@@ -158,7 +181,6 @@ def _build(admin: psycopg.Connection, server_url: str, name: str, directory: str
     from psycopg import sql
     from psycopg.conninfo import make_conninfo
 
-    from ._connection import normalize
     from ._migrator import Migrator
 
     # A build interrupted earlier left this behind; we hold the project's lock, so nobody uses it.
@@ -235,27 +257,35 @@ def _execute(admin: psycopg.Connection, statement: sql.Composed, what: str) -> N
 
 
 class ClonePool:
-    """Test databases cloned from one project's template, the next one cloned ahead of time.
+    """Test databases cloned from one project's template, the next ones cloned ahead of time.
 
-    Statements run on background threads, each with its own maintenance connection: one clones,
-    others drop. While a test runs, the next test's database is cloned and the previous one dropped
-    (a drop forces a checkpoint, so it must not hold up the next clone), and a test waits only when it
-    is shorter than a clone. The template is found (or built) by the first :meth:`acquire`.
+    Clones run on background threads (two at once: a clone's cost is mostly per relation, not disk
+    bandwidth, so two overlap well), each thread with its own maintenance connection; a test waits
+    only when it is shorter than a clone. The template is found (or built) by the first
+    :meth:`acquire`.
+
+    Used databases are dropped in batches, every drop of a batch at once on its own connection. Each
+    ``DROP DATABASE`` waits for a checkpoint, and a checkpoint writes out every clone still in shared
+    buffers: dropped one by one, each drop paid for writing the next clones (about 200 ms a drop,
+    measured); dropped together, the batch discards its own pages first and shares one checkpoint.
     """
 
     def __init__(self, server_url: str, directory: str | Path, *, table: str = DEFAULT_TABLE,
                  schema: str | None = None) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         self.server_url = server_url
         self.directory = Path(directory)
         self.table = table
         self.schema = schema
         self.template: Template | None = None
-        self._cloner = _Worker(server_url, "sqlmigrate-clone")
-        # Drops wait for a checkpoint; drops waiting at once share one.
-        self._dropper = _Worker(server_url, "sqlmigrate-drop", threads=4)
-        self._spare: Future[str] | None = None
+        self._cloner = _Worker(server_url, "sqlmigrate-clone", threads=_AHEAD)
+        self._dropper = ThreadPoolExecutor(1, thread_name_prefix="sqlmigrate-drop")
+        self._spares: deque[Future[str]] = deque()
         self._failure: BaseException | None = None
         self._released: list[str] = []
+        self._dropping: Future[None] | None = None
+        self._batch = _MAX_BATCH
 
     def url(self, name: str) -> str:
         """A ``postgresql://`` URL of database ``name``: psycopg and SQLAlchemy both take it."""
@@ -263,7 +293,6 @@ class ClonePool:
 
         from psycopg.conninfo import conninfo_to_dict
 
-        from ._connection import normalize
 
         params = {k: str(v) for k, v in conninfo_to_dict(normalize(self.server_url)).items() if v is not None}
         params.pop("dbname", None)
@@ -285,39 +314,36 @@ class ClonePool:
 
     def acquire(self, *, prefetch: bool = True) -> str:
         """The name of a new database with every migration applied; with ``prefetch``, start cloning
-        the next one."""
-        spare, self._spare = self._spare, None
-        if spare is None:
-            spare = self._cloner.submit(self._create)
-        if prefetch:
-            self._spare = self._cloner.submit(self._create)
+        the next ones."""
+        spare = self._spares.popleft() if self._spares else self._cloner.submit(self._create)
+        while prefetch and len(self._spares) < _AHEAD:
+            self._spares.append(self._cloner.submit(self._create))
         return spare.result()
 
     def release(self, name: str) -> None:
-        """Drop ``name`` in the background, with others: every ``DROP DATABASE`` waits for a
-        checkpoint, and drops submitted together share one, instead of each slowing the next clone."""
+        """Drop ``name`` later, in a batch with others (see the class's description)."""
         self._released.append(name)
-        if len(self._released) >= _DROP_BATCH:
+        if len(self._released) >= self._batch:
             self._drop_released()
 
     def _drop_released(self) -> None:
         names, self._released = self._released, []
-        for name in names:
-            self._dropper.submit(_drop_quietly, name)
+        if self._dropping is not None:
+            self._dropping.result()  # one batch at a time: the disk they hold stays bounded
+        self._dropping = self._dropper.submit(drop_databases, self.server_url, names)
 
     def close(self) -> None:
-        """Drop the spare and wait for every pending drop."""
-        spare, self._spare = self._spare, None
-        if spare is not None:
+        """Drop the spares and every used database, and wait until they are gone."""
+        while self._spares:
             try:
-                self.release(spare.result())
+                self._released.append(self._spares.popleft().result())
             except BaseException:
                 pass  # its failure was or will be reported by the test that needed it
         self._drop_released()
         self._cloner.close()
-        self._dropper.close()
+        self._dropper.shutdown(wait=True)
 
-    # -- on the cloning thread ---------------------------------------------------------------------
+    # -- on the cloning threads --------------------------------------------------------------------
 
     def _ensure(self, admin: psycopg.Connection) -> Template:
         if self._failure is not None:
@@ -328,6 +354,8 @@ class ClonePool:
         except SqlMigrateError as exc:
             self._failure = exc
             raise
+        size = admin.execute("SELECT pg_database_size(%s)", (self.template.name,)).fetchone()
+        self._batch = max(2, min(_MAX_BATCH, _BATCH_BYTES // max(1, size[0] if size else 0)))
         return self.template
 
     def _create(self, admin: psycopg.Connection) -> str:
@@ -341,8 +369,24 @@ class ClonePool:
             return clone(admin, self._ensure(admin).name)
 
 
-#: Test databases kept until this many can be dropped together (a few hundred MB of disk at most).
-_DROP_BATCH = 8
+#: Databases cloned ahead of the test that will use them, and clones running at once.
+_AHEAD = 2
+#: Used databases kept until they can be dropped together: at most this many, and at most about this
+#: much disk. With a batch being dropped, the ones cloned ahead and the test's own, a project holds
+#: at most 2 * _MAX_BATCH + _AHEAD databases at once.
+_MAX_BATCH = 8
+_BATCH_BYTES = 1 << 30
+
+
+def _drop_alone(server_url: str, name: str) -> bool:
+    """Drop ``name`` on a connection of its own; False when no connection could be made."""
+    try:
+        admin = connect(server_url)
+    except ConnectError:
+        return False
+    with admin:
+        _drop_quietly(admin, name)
+    return True
 
 
 def _drop_quietly(admin: psycopg.Connection, name: str) -> None:
@@ -377,8 +421,6 @@ class _Worker:
             self._connections.clear()
 
     def _call(self, function: Callable[..., T], *args: Any) -> T:
-        from ._connection import connect
-
         admin: psycopg.Connection | None = getattr(self._local, "admin", None)
         if admin is None or admin.closed or admin.broken:
             admin = self._local.admin = connect(self.server_url)

