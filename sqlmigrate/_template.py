@@ -374,7 +374,7 @@ _AHEAD = 2
 #: Used databases kept until they can be dropped together: at most this many, and at most about this
 #: much disk. With a batch being dropped, the ones cloned ahead and the test's own, a project holds
 #: at most 2 * _MAX_BATCH + _AHEAD databases at once.
-_MAX_BATCH = 8
+_MAX_BATCH = 32
 _BATCH_BYTES = 1 << 30
 
 
