@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ._errors import MigrationFileError
-from ._lexer import _META_HINT, _TRIVIA, Statement, _lex
+from ._lexer import META_HINT, TRIVIA, Statement, tokens
 
 
 _Tok = tuple[str, str]  # (kind, text); words upper-cased in .upper() checks by callers
@@ -20,8 +20,8 @@ _Tok = tuple[str, str]  # (kind, text); words upper-cased in .upper() checks by 
 def _tokens(text: str, limit: int | None = None) -> list[_Tok]:
     """Significant tokens (no whitespace or comments) of a statement's text."""
     out: list[_Tok] = []
-    for kind, s, e in _lex(text):
-        if kind in _TRIVIA:
+    for kind, s, e in tokens(text):
+        if kind in TRIVIA:
             continue
         out.append((kind, text[s:e]))
         if limit is not None and len(out) >= limit:
@@ -252,8 +252,8 @@ def strip_wrapper(text: str, statements: Sequence[Statement],
 
 
 def _semicolon_after(text: str, pos: int) -> int | None:
-    for kind, s, _e in _lex(text, pos):
-        if kind in _TRIVIA:
+    for kind, s, _e in tokens(text, pos):
+        if kind in TRIVIA:
             continue
         return s if kind == "semi" else None
     return None
@@ -392,7 +392,7 @@ def needs_scan(text: str) -> bool:
     to the server whole without splitting.  False positives (a word in a string) are fine.
 
     A few regex searches over the whole text, no tokenising."""
-    if "\\" in text and _META_HINT.search(text) is not None:
+    if "\\" in text and META_HINT.search(text) is not None:
         return True
     for first, piece in _lowered_chunks(text, 16):
         if b"sqlmigrate" in piece:

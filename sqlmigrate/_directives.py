@@ -12,7 +12,7 @@ from typing import NoReturn
 
 from ._errors import MigrationFileError
 from ._classify import contains_word
-from ._lexer import Statement, _lex, line_at, split
+from ._lexer import Statement, line_at, split, tokens
 
 __all__ = ["KNOWN_DIRECTIVES", "Directives", "allowed_rules", "directives", "reject_late"]
 
@@ -46,7 +46,7 @@ def directives(text: str, path: Path, statements: Sequence[Statement] | None = N
         statements = split(text)
     head_end = statements[0].start if statements else len(text)
     no_transaction = False
-    for kind, s, e in _lex(text, 0, head_end):
+    for kind, s, e in tokens(text, 0, head_end):
         if kind == "lc":
             m = _DIRECTIVE.match(text, s, e)
             if m is None or _allow(m, path, text, 1) is not None:
@@ -123,7 +123,7 @@ def _comments(text: str, statements: Sequence[Statement],
         else:  # between statements: only whitespace, comments and ';'
             lo = 0 if stmt is None else stmt.end
             hi = starts[k + 1] if k + 1 < len(starts) else len(text)
-        for kind, s, e in _lex(text, lo, hi):
+        for kind, s, e in tokens(text, lo, hi):
             if s <= hit < e:
                 if kind in ("lc", "bc"):
                     last = e

@@ -23,7 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
-__all__ = ["Scan", "Statement", "iter_statements", "lex", "line_at", "meta_commands", "scan", "split", "unterminated"]
+__all__ = ["META_HINT", "TRIVIA", "Scan", "Statement", "iter_statements", "lex", "line_at", "meta_commands", "scan", "split",
+           "tokens", "unterminated"]
 
 # --------------------------------------------------------------------------------------------
 # Lexical building blocks
@@ -115,7 +116,7 @@ _TOKEN = re.compile(
 _IDCHAR = re.compile(f"[{_IDC}]")
 _DOLLAR_OPEN = re.compile(rf"\$(?:{_TAG})?\$")
 _COMMENT_MARK = re.compile(r"/\*|\*/")
-_META_HINT = re.compile(r"^[ \t\r\f\v]*\\", re.M)
+META_HINT = re.compile(r"^[ \t\r\f\v]*\\", re.M)
 
 
 class _State:
@@ -175,7 +176,7 @@ def _dollar_end(text: str, pos: int, tag: str, st: _State | None) -> int:
     return close + len(tag)
 
 
-def _lex(text: str, pos: int = 0, endpos: int | None = None,
+def tokens(text: str, pos: int = 0, endpos: int | None = None,
          st: _State | None = None) -> Iterator[tuple[str, int, int]]:
     """Yield ``(kind, start, end)`` tokens; kinds are the group names of ``_TOKEN`` plus
     ``meta`` (a psql meta-command line).  Block comments and dollar quotes are whole tokens."""
@@ -208,7 +209,7 @@ def _lex(text: str, pos: int = 0, endpos: int | None = None,
         pos = end
 
 
-_TRIVIA = frozenset(("ws", "lc", "bc"))
+TRIVIA = frozenset(("ws", "lc", "bc"))
 
 
 def _attention(text: str, p: int, st: _State) -> int:
@@ -231,7 +232,7 @@ def _attention(text: str, p: int, st: _State) -> int:
         if c == "'" and p and text[p - 1] in "eE" and (p < 2 or not _IDCHAR.match(text, p - 2)):
             start = p - 1
         # Only reached for a quote that does not close (or on Python 3.10): let the tokenizer decide.
-        tok = next(_lex(text, start, None, st))
+        tok = next(tokens(text, start, None, st))
         return max(tok[2], p + 1)
     return p + 1  # pragma: no cover - defensive, the regex consumes everything else
 
@@ -256,8 +257,8 @@ def _skip_lead(text: str, pos: int, st: _State) -> int:
 def _leading_words(text: str, pos: int, limit: int, endpos: int | None = None) -> list[str]:
     """The first ``limit`` bare words from ``pos``, stopping at the first token that is not one."""
     words: list[str] = []
-    for kind, s, e in _lex(text, pos, endpos):
-        if kind in _TRIVIA:
+    for kind, s, e in tokens(text, pos, endpos):
+        if kind in TRIVIA:
             continue
         if kind != "word":
             break
@@ -285,8 +286,8 @@ def _routine_end(text: str, pos: int, st: _State) -> tuple[int, int]:
     depth = 0
     parens = 0
     last = pos
-    for kind, s, e in _lex(text, pos, None, st):
-        if kind in _TRIVIA:
+    for kind, s, e in tokens(text, pos, None, st):
+        if kind in TRIVIA:
             continue
         if kind == "semi" and parens == 0 and depth == 0:
             return s, last
@@ -459,7 +460,7 @@ def scan(text: str) -> Scan:
 def meta_commands(text: str) -> list[int]:
     """Lines of psql meta-commands (a line whose first non-blank character is a backslash, outside
     any string, quoted identifier or comment); ``[]`` if there are none."""
-    if "\\" not in text or _META_HINT.search(text) is None:  # str.find is 100x faster than re
+    if "\\" not in text or META_HINT.search(text) is None:  # str.find is 100x faster than re
         return []
     return list(scan(text).meta_commands)
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ._config import DEFAULT_TABLE
 from ._errors import ConfigurationError
 from ._files import SCHEMA_FILE_HEADER
-from ._snapshot import Snapshot, _show_change
+from ._snapshot import Snapshot, show_change
 
 if TYPE_CHECKING:
     import psycopg
@@ -74,7 +74,7 @@ class Drift:
             return f"{self.object} is missing (in the schema file, not in the database)"
         if self.change == "extra":
             return f"{self.object} is extra (in the database, not in the schema file)"
-        return f"{self.object} differs: {_show_change(self.expected, self.actual)}"
+        return f"{self.object} differs: {show_change(self.expected, self.actual)}"
 
     def as_dict(self) -> dict[str, Any]:
         return {"object": self.object, "change": self.change, "expected": self.expected,

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["Difference", "Snapshot", "diff", "pin_settings", "take"]
+__all__ = ["Difference", "Snapshot", "diff", "pin_settings", "show_change", "take"]
 
 log = logging.getLogger("sqlmigrate")
 
@@ -83,10 +83,10 @@ class Difference:
             return f"{self.object} still exists"
         if self.lesser:
             return (f"{self.object}: {self.change} only in a date/time constant (PostgreSQL folds 'now' or "
-                    f"'today' into the view each time it is created: {_show_change(self.before, self.after)})")
+                    f"'today' into the view each time it is created: {show_change(self.before, self.after)})")
         # An absent privileges property means the owner-only default, not "no privileges".
         none = "default" if self.change.startswith("privileges ") else "none"
-        return f"{self.object}: {self.change} ({_show_change(self.before, self.after, none)})"
+        return f"{self.object}: {self.change} ({show_change(self.before, self.after, none)})"
 
 
 def _show(value: str | None, none: str = "none") -> str:
@@ -97,7 +97,7 @@ def _show(value: str | None, none: str = "none") -> str:
     return value
 
 
-def _show_change(before: str | None, after: str | None, none: str = "none") -> str:
+def show_change(before: str | None, after: str | None, none: str = "none") -> str:
     # Function bodies and view definitions run to many lines: show only the lines that differ.
     if before is not None and after is not None and ("\n" in before or "\n" in after):
         a, b = before.splitlines(), after.splitlines()

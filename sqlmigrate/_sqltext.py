@@ -32,7 +32,7 @@ from ._classify import (
 )
 from ._directives import KNOWN_DIRECTIVES, Directives, directives, reject_late
 from ._lexer import (
-    _META_HINT,
+    META_HINT,
     Scan,
     Statement,
     iter_statements,
@@ -103,7 +103,7 @@ class Triage:
 def triage(text: str, protected: Protected = ()) -> Triage:
     risky, named = word_scan(text, [table for _, table in protected])
     touched = [(pair, offsets) for pair, offsets in zip(protected, named) if offsets]
-    meta = "\\" in text and _META_HINT.search(text) is not None  # str.find first: 100x faster than re
+    meta = "\\" in text and META_HINT.search(text) is not None  # str.find first: 100x faster than re
     return Triage(risky, touched, meta)
 
 
