@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from ._migrator import Migrator, Result, StepResult, ensure_current, up
     from ._plan import MigrationStatus, State, Status
     from ._recovery import Baselined, BaselineResult, Repaired, RepairResult, Unresolved
-    from ._schemafile import Drift, DumpResult, drift, dump
+    from ._schemafile import Drift, DumpResult, drift, dump, snapshot
+    from ._snapshot import Difference, Snapshot, diff
     from ._verify import MigrationReport, VerifyReport, verify
 
 __version__ = "0.2.0.dev0"  # the one place the version is defined (pyproject reads it)
@@ -41,7 +42,7 @@ __all__ = [
     "Migrator", "drift", "dump", "ensure_current", "lint", "up", "verify",
     # results, and the types they are made of
     "BaselineResult", "Baselined", "Drift", "DumpResult", "Finding", "LintFinding", "LintReport", "LogEntry", "MigrationReport", "MigrationStatus",
-    "RepairResult", "Repaired", "Result", "State", "Status", "StepResult", "Unresolved", "VerifyReport",
+    "RepairResult", "Repaired", "Result", "Snapshot", "State", "Status", "StepResult", "Unresolved", "VerifyReport",
     # errors
     "ConfigurationError", "ConnectError", "DataLossError", "DatabaseError", "HistoryError", "LintError",
     "LockTimeoutError", "MigrationError", "MigrationFileError", "NotCurrentError", "OutOfOrderError",
@@ -60,6 +61,8 @@ _LAZY = {
     "Finding": "dataloss",
     "LintFinding": "lint", "LintReport": "lint", "lint": "lint",
     "Drift": "schemafile", "DumpResult": "schemafile", "drift": "schemafile", "dump": "schemafile",
+    "snapshot": "schemafile",
+    "Difference": "snapshot", "Snapshot": "snapshot", "diff": "snapshot",
 }
 
 

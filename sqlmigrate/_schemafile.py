@@ -376,10 +376,21 @@ def _body(block: _Block) -> str:
 # -- the entry points ---------------------------------------------------------------------------------
 
 
+def snapshot(database: Any, *, table: str = DEFAULT_TABLE, schemas: Collection[str] | None = None) -> Snapshot:
+    """The schema of ``database`` (a connection string, a SQLAlchemy engine or URL, or an open psycopg
+    connection), read from the catalogs: what ``dump`` writes and ``verify`` compares. Compare two
+    with :func:`diff`; they are equal for two builds of the same schema, whatever the order objects
+    were created in. Left out: sqlmigrate's history table and its log, and objects that belong to
+    an extension; ``schemas``: only these schemas."""
+    from ._session import connection
+
+    with connection(database) as conn:
+        return snapshot_of(conn, table=table, schemas=_schemas(schemas))
+
+
 def snapshot_of(conn: psycopg.Connection, *, table: str = DEFAULT_TABLE,
                 schemas: Collection[str] | None = None) -> Snapshot:
-    """The schema of ``conn``'s database (``schemas``: of those only), without sqlmigrate's history
-    table and its log."""
+    """:func:`snapshot` on an open connection."""
     from ._snapshot import take
 
     # Never a previous snapshot, so no stamps: one statement reads everything.

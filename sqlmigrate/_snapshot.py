@@ -53,6 +53,10 @@ class Snapshot:
     groups: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
     stamps: Mapping[str, tuple[str, str]] = field(default_factory=dict, compare=False, repr=False)
 
+    def as_dict(self) -> dict[str, Any]:
+        return {"objects": {k: dict(v) for k, v in sorted(self.objects.items())},
+                "parents": dict(sorted(self.parents.items()))}
+
 
 @dataclass(frozen=True)
 class Difference:
@@ -87,6 +91,10 @@ class Difference:
         # An absent privileges property means the owner-only default, not "no privileges".
         none = "default" if self.change.startswith("privileges ") else "none"
         return f"{self.object}: {self.change} ({show_change(self.before, self.after, none)})"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"object": self.object, "change": self.change, "before": self.before, "after": self.after,
+                "lesser": self.lesser, "description": self.describe()}
 
 
 def _show(value: str | None, none: str = "none") -> str:

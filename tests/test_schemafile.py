@@ -75,6 +75,37 @@ def test_same_schema_built_in_another_order_dumps_to_the_same_bytes(server_url: 
     assert dump(database_url, None).text == a  # and again
 
 
+def test_snapshot_api_compares_two_databases(server_url: str, database_url: str, conn: psycopg.Connection):
+    import sqlmigrate
+
+    build(database_url, SCHEMA_A)
+    conn.execute("CREATE TABLE schema_migrations (version bigint PRIMARY KEY)")  # never part of one
+    other = create_database(server_url)
+    try:
+        build(other, SCHEMA_B)
+        a, b = sqlmigrate.snapshot(database_url), sqlmigrate.snapshot(other)
+        assert a == b and sqlmigrate.diff(a, b) == []
+        with psycopg.connect(other, autocommit=True) as c:
+            c.execute("ALTER TABLE app.orders ALTER COLUMN note TYPE varchar(20)")
+            c.execute("DROP INDEX app.orders_user_idx")
+            c.execute("CREATE TABLE extra (id int)")
+        changed = sqlmigrate.snapshot(other)
+    finally:
+        drop_database(server_url, other)
+    assert "table public.schema_migrations" not in a.objects
+    assert a.objects["column app.orders.note"] == {"type": "text", "not null": "false"}
+    found = {d.object: d for d in sqlmigrate.diff(a, changed)}
+    assert set(found) == {"column app.orders.note", "index app.orders_user_idx", "table public.extra"}
+    assert found["column app.orders.note"].describe() == (
+        "column app.orders.note: type differs (text -> character varying(20))")
+    assert found["index app.orders_user_idx"].change == "missing"
+    assert found["table public.extra"].as_dict()["change"] == "extra"
+    assert json.loads(json.dumps(a.as_dict()))["objects"]["column app.orders.note"]["type"] == "text"
+    # Snapshots of one schema only, as the schema file's drift_schemas does.
+    assert {k.split(" ")[0] for k in sqlmigrate.snapshot(database_url, schemas=["app"]).objects} >= {"table", "view"}
+    assert not [k for k in sqlmigrate.snapshot(database_url, schemas=["app"]).objects if " public." in k]
+
+
 def test_the_file_is_readable_ddl_one_block_per_object(database_url: str, conn: psycopg.Connection):
     build(database_url, SCHEMA_A)
     conn.execute("CREATE TABLE schema_migrations (version bigint PRIMARY KEY)")
