@@ -316,9 +316,10 @@ class ClonePool:
         """The name of a new database with every migration applied; with ``prefetch``, start cloning
         the next ones."""
         spare = self._spares.popleft() if self._spares else self._cloner.submit(self._create)
+        name = spare.result()  # first: clones started now would slow down the one the test waits for
         while prefetch and len(self._spares) < _AHEAD:
             self._spares.append(self._cloner.submit(self._create))
-        return spare.result()
+        return name
 
     def release(self, name: str) -> None:
         """Drop ``name`` later, in a batch with others (see the class's description)."""
