@@ -68,6 +68,13 @@ class LogEntry:
         return d
 
 
+def own_tables(table: str) -> tuple[str, ...]:
+    """Every table sqlmigrate may keep beside a history table named ``table``: the history, its log,
+    the ``table`` strategy's lock row and the last clean drift check. Never part of the user's schema
+    (not dumped, never drift, not compared by ``verify``)."""
+    return (table, f"{table}_log", f"{table}_lock", f"{table}_drift")
+
+
 class History:
     """Names and SQL of one history table and its log, ``<table>`` and ``<table>_log``, in ``schema``."""
 
@@ -79,6 +86,10 @@ class History:
         self.log_ident = sql.Identifier(schema, self.log_table)
         #: the one-row table whose row lock is the migration lock of the ``table`` strategy
         self.lock_ident = sql.Identifier(schema, f"{table}_lock")
+        #: the one-row table that remembers the last drift check that found none
+        self.drift_ident = sql.Identifier(schema, f"{table}_drift")
+        #: the tables of :func:`own_tables`
+        self.own_tables = own_tables(table)
 
     @classmethod
     def locate(cls, conn: psycopg.Connection, table: str, schema: str | None) -> History:

@@ -391,10 +391,11 @@ def snapshot(database: Any, *, table: str = DEFAULT_TABLE, schemas: Collection[s
 def snapshot_of(conn: psycopg.Connection, *, table: str = DEFAULT_TABLE,
                 schemas: Collection[str] | None = None) -> Snapshot:
     """:func:`snapshot` on an open connection."""
+    from ._history import own_tables
     from ._snapshot import take
 
     # Never a previous snapshot, so no stamps: one statement reads everything.
-    return take(conn, exclude_tables=(table, f"{table}_log"), schemas=schemas, stamped=False)
+    return take(conn, exclude_tables=own_tables(table), schemas=schemas, stamped=False)
 
 
 def file_schemas(text: str) -> list[str] | None:

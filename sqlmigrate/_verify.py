@@ -212,7 +212,7 @@ class _Workspace:
         from ._snapshot import take
 
         with translate("reading the schema"):
-            self._last = take(self._reader, exclude_tables=(self.s.history.table, self.s.history.log_table),
+            self._last = take(self._reader, exclude_tables=self.s.history.own_tables,
                               previous=self._last, pinned=True)
         return self._last
 
@@ -346,7 +346,7 @@ def _verify_in_scratch(url: str, migrations: Sequence[files.Migration], options:
     with _session(url, table, schema, statement_timeout) as s:
         name = s.conn.info.dbname
         _refuse_unless_empty(s.conn, s.history, name)
-        empty = take(s.conn, exclude_tables=(s.history.table, s.history.log_table))
+        empty = take(s.conn, exclude_tables=s.history.own_tables)
         history = s.history
 
     def wipe() -> None:
@@ -372,7 +372,7 @@ def _refuse_unless_empty(conn: psycopg.Connection, history: History, name: str) 
         " WHERE c.relkind IN ('r', 'p', 'm', 'f', 'v')"
         " AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%%'"
         " AND NOT (n.nspname = %s AND c.relname = ANY(%s))",
-        (history.schema, [history.table, history.log_table]),
+        (history.schema, list(history.own_tables)),
     ).fetchone()
     found = row[0] if row else None
     if found or history.rows(conn):
@@ -396,7 +396,7 @@ def _wipe(url: str, history: History, empty: Snapshot, name: str) -> None:
 
     from ._snapshot import diff, take
 
-    exclude = (history.table, history.log_table)
+    exclude = history.own_tables
     with _connect_admin(url) as conn:
         now = take(conn, exclude_tables=exclude)
         statements = []

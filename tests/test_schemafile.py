@@ -388,6 +388,12 @@ def test_sqlmigrate_own_tables_are_never_drift_whatever_they_are_called(cli, mdi
     mdir.write("0002_u.sql", "CREATE TABLE u (id int);\n")
     assert cli("up", "--write-schema").code == 0  # the history grew: no drift from that alone
     assert cli("check", "--drift").code == 0
+    # Production takes its lock with a lock table (`--lock-strategy table`), the laptop that wrote
+    # the file did not: the lock table is sqlmigrate's too.
+    mdir.write("0003_v.sql", "CREATE TABLE v (id int);\n")
+    assert cli("up", "--lock-strategy", "table").code == 0
+    dumped = cli("dump", "--output", "-").out
+    assert "CREATE TABLE public.v (" in dumped and "applied_lock" not in dumped
 
 
 def test_drift_schemas_limit_the_dump_and_the_comparison(cli, mdir, tmp_path: Path, database_url: str,
