@@ -408,7 +408,8 @@ def _check_drift(args: argparse.Namespace, settings: config.Settings, database: 
     from ._schemafile import drift
 
     schema_file = _schema_file(settings, args.schema_file)
-    found = drift(database, schema_file, table=settings.table, schemas=settings.drift_schemas)
+    found = drift(database, schema_file, table=settings.table, schema=settings.schema,
+                  schemas=settings.drift_schemas)
     ok = status.current and not found
     if args.json:
         out.always(json.dumps({**status.as_dict(), "schema_file": str(schema_file),

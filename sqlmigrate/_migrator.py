@@ -385,7 +385,7 @@ def ensure_current(
     # One connection for both: boot code pays for one connect, not two.
     with connection(database) as conn:
         status = Migrator(conn, directory, table=table, schema=schema, statement_timeout=statement_timeout).check()
-        found = find_drift(conn, path, table=table)
+        found = find_drift(conn, path, table=table, schema=schema)
         if found:
             raise NotCurrentError(f"the database has drifted from {path}: "
                                   + "; ".join(d.describe() for d in found), drift=[d.describe() for d in found])

@@ -455,10 +455,11 @@ def _schemas(schemas: Collection[str] | None) -> list[str] | None:
     return sorted(set(schemas))
 
 
-def drift(database: Any, schema_file: str | Path, *, table: str = DEFAULT_TABLE,
+def drift(database: Any, schema_file: str | Path, *, table: str = DEFAULT_TABLE, schema: str | None = None,
           schemas: Collection[str] | None = None) -> list[Drift]:
     """Every object missing, extra or different in ``database`` compared with ``schema_file``, in the
-    schemas the file was dumped from (``schemas``: in these instead)."""
+    schemas the file was dumped from (``schemas``: in these instead). ``table`` and ``schema``: the
+    history table's, beside which the last clean check is remembered (see :mod:`._driftcache`)."""
     path = Path(schema_file)
     try:
         expected = path.read_text(encoding="utf-8")
@@ -469,12 +470,30 @@ def drift(database: Any, schema_file: str | Path, *, table: str = DEFAULT_TABLE,
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"{path}: cannot read the schema file: {exc}") from None
+    from ._driftcache import DriftCache
     from ._session import connection
 
     schemas = _schemas(schemas) if schemas is not None else file_schemas(expected)
     with connection(database) as conn:
+        cache = DriftCache(conn, table, schema)
+        if cache.check(_digest(expected, table, schemas)):
+            log.debug("drift: none; the schema is the one the last clean check against %s saw", path)
+            return []
         actual = render(snapshot_of(conn, table=table, schemas=schemas), schemas)
-    # The usual answer at boot: the same bytes, nothing to parse.
-    found = [] if actual == expected else compare(parse(expected), parse(actual))
+        # The usual answer: the same bytes, nothing to parse.
+        found = [] if actual == expected else compare(parse(expected), parse(actual))
+        if not found:
+            cache.remember()
     log.debug("drift: %d difference(s) from %s", len(found), path)
     return found
+
+
+def _digest(text: str, table: str, schemas: Collection[str] | None) -> str:
+    """What the comparison depends on besides the database: the file, the history table's name,
+    the schemas compared, and sqlmigrate's version (how it renders)."""
+    import hashlib
+
+    from . import __version__
+
+    head = f"sqlmigrate {__version__}\n{table}\n{','.join(schemas) if schemas is not None else '*'}\n"
+    return hashlib.sha256((head + text).encode()).hexdigest()

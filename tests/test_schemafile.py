@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from conftest import create_database, drop_database
 from sqlmigrate._schemafile import Drift, drift, dump
@@ -425,3 +428,119 @@ def test_drift_schemas_limit_the_dump_and_the_comparison(cli, mdir, tmp_path: Pa
     (tmp_path / "pyproject.toml").unlink()
     r = cli("dump", "-o", "-")
     assert "scratch.more" in r.out and "-- Schemas:" not in r.out, r
+
+
+# -- the last clean check, remembered -----------------------------------------------------------------
+
+REMEMBERED = "drift: none; the schema is the one the last clean check against"
+
+
+class Checker:
+    """``sqlmigrate.drift`` as boot code calls it, saying whether it compared everything or found the
+    schema the last clean check saw (its debug log)."""
+
+    def __init__(self, path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        self.path = path
+        self.caplog = caplog
+        caplog.set_level(logging.DEBUG, logger="sqlmigrate")
+
+    def __call__(self, url: str) -> tuple[list[str], bool]:
+        import sqlmigrate
+
+        self.caplog.clear()
+        found = [d.describe() for d in sqlmigrate.drift(url, self.path)]
+        return found, REMEMBERED in self.caplog.text
+
+
+@pytest.fixture
+def migrated(database_url: str, mdir, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Checker:
+    import sqlmigrate
+
+    mdir.write("0001_schema.sql", ";\n".join(SCHEMA_A) + ";\n")
+    sqlmigrate.up(database_url, mdir.path)
+    dump(database_url, tmp_path / "schema.sql")
+    return Checker(tmp_path / "schema.sql", caplog)
+
+
+def test_a_clean_check_is_remembered_and_every_change_after_it_is_still_drift(
+        migrated: Checker, database_url: str, conn: psycopg.Connection, make_role):
+    role = conninfo_to_dict(make_role("GRANT SELECT ON app.orders TO {role}"))["user"]
+    renamed = role + "_x"
+    dump(database_url, migrated.path)  # with the grant
+    check = migrated
+    assert check(database_url) == ([], False)  # compared, found clean, remembered
+    assert check(database_url) == ([], True)
+    assert conn.execute("SELECT count(*) FROM schema_migrations_drift").fetchone() == (1,)
+    public_comment = conn.execute("SELECT obj_description('public'::regnamespace)").fetchone()[0]
+    changes = [
+        ("CREATE TABLE byhand (id int)", "table public.byhand is extra", "DROP TABLE byhand"),
+        ("DROP INDEX app.orders_user_idx", "index app.orders_user_idx is missing",
+         "CREATE INDEX orders_user_idx ON app.orders (user_id) WHERE note IS NOT NULL"),
+        ("ALTER TABLE app.orders ALTER COLUMN note TYPE varchar(20)", "table app.orders differs",
+         "ALTER TABLE app.orders ALTER COLUMN note TYPE text"),
+        ("CREATE OR REPLACE FUNCTION app.touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN OLD; END $$",
+         "function app.touch() differs",
+         "CREATE OR REPLACE FUNCTION app.touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$"),
+        ("COMMENT ON SCHEMA public IS 'changed by hand'", "schema public differs",
+         sql.SQL("COMMENT ON SCHEMA public IS {}").format(sql.Literal(public_comment))),
+        # Only the role's own row changes, in a catalog of the whole server: its new name is printed
+        # in the table's privileges.
+        (sql.SQL("ALTER ROLE {} RENAME TO {}").format(sql.Identifier(role), sql.Identifier(renamed)),
+         "table app.orders differs",
+         sql.SQL("ALTER ROLE {} RENAME TO {}").format(sql.Identifier(renamed), sql.Identifier(role))),
+        # Only pg_depend changes: the sequence now belongs to the table.
+        ("ALTER SEQUENCE invoice_no OWNED BY users.id", "invoice_no", "ALTER SEQUENCE invoice_no OWNED BY NONE"),
+        ("ALTER TABLE users DISABLE ROW LEVEL SECURITY", "table public.users differs",
+         "ALTER TABLE users ENABLE ROW LEVEL SECURITY"),
+    ]
+    for change, expected, undo in changes:
+        conn.execute(change)
+        found, remembered = check(database_url)
+        assert not remembered and any(expected in d for d in found), (change, found)
+        conn.execute(undo)
+        # Compared again (or, where the undo removed exactly the rows the change added, known clean).
+        assert check(database_url)[0] == [], change
+        assert check(database_url) == ([], True), change
+
+
+def test_other_sessions_temporary_tables_do_not_make_every_check_a_full_one(migrated: Checker, database_url: str):
+    check = migrated
+    assert check(database_url) == ([], False)
+    with psycopg.connect(database_url, autocommit=True) as other:
+        other.execute("CREATE TEMP TABLE scratch (id serial PRIMARY KEY, note text DEFAULT 'x')")
+        other.execute("CREATE INDEX ON scratch (note)")
+        assert check(database_url) == ([], True)
+    assert check(database_url) == ([], True)
+
+
+def test_a_changed_schema_file_is_compared_again(migrated: Checker, database_url: str):
+    check = migrated
+    assert check(database_url) == ([], False)
+    assert check(database_url) == ([], True)
+    # The same schema in other bytes (a trailing blank line): compared, found clean, remembered anew.
+    migrated.path.write_text(migrated.path.read_text() + "\n")
+    assert check(database_url) == ([], False)
+    assert check(database_url) == ([], True)
+
+
+def test_a_role_that_may_not_write_gets_full_checks_and_no_error(migrated: Checker, database_url: str,
+                                                                 conn: psycopg.Connection, make_role):
+    reader = make_role("GRANT USAGE ON SCHEMA app TO {role}", "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    dump(database_url, migrated.path)  # with the grants
+    check = migrated
+    # It may not create the table beside the history: every check compares everything.
+    assert check(reader) == ([], False)
+    assert check(reader) == ([], False)
+    assert conn.execute("SELECT to_regclass('schema_migrations_drift')").fetchone() == (None,)
+    # The owner's check keeps it; the reader may not read it (made after its grant): still full checks.
+    assert check(database_url) == ([], False)
+    assert check(reader) == ([], False)
+    role = conninfo_to_dict(reader)["user"]
+    conn.execute(sql.SQL("GRANT SELECT ON schema_migrations_drift TO {}").format(sql.Identifier(role)))
+    # The grant rewrote the table's catalog row: the next owner's check compares and keeps that.
+    assert check(reader) == ([], False)
+    assert check(database_url) == ([], False)
+    assert check(reader) == ([], True)
+    conn.execute("CREATE TABLE byhand (id int)")
+    found, remembered = check(reader)
+    assert not remembered and found == ["table public.byhand is extra (in the database, not in the schema file)"]
