@@ -230,9 +230,8 @@ def _first_set(*candidates: tuple[str, object]) -> object:
 
 def _identifier(what: str, value: object) -> str:
     text = str(value)
-    # Beside the history table sqlmigrate keeps "<table>_log", "_lock" and "_drift": keep them all within
-    # PostgreSQL's 63-byte identifier limit.
-    limit = 63 - len("_drift") if what == "table" else 63
+    # The log table is "<table>_log": keep both within PostgreSQL's 63-byte identifier limit.
+    limit = 63 - len("_log") if what == "table" else 63
     if not text or len(text.encode("utf-8")) > limit or "\0" in text:
         raise ConfigurationError(f"invalid {what} name {text!r}: 1 to {limit} bytes, no NUL")
     return text

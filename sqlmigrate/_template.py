@@ -293,7 +293,6 @@ class ClonePool:
 
         from psycopg.conninfo import conninfo_to_dict
 
-
         params = {k: str(v) for k, v in conninfo_to_dict(normalize(self.server_url)).items() if v is not None}
         params.pop("dbname", None)
         user, password = params.pop("user", None), params.pop("password", None)

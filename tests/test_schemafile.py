@@ -544,3 +544,22 @@ def test_a_role_that_may_not_write_gets_full_checks_and_no_error(migrated: Check
     conn.execute("CREATE TABLE byhand (id int)")
     found, remembered = check(reader)
     assert not remembered and found == ["table public.byhand is extra (in the database, not in the schema file)"]
+
+
+def test_a_history_table_name_with_no_room_for_drift_beside_it_gets_full_checks(
+        database_url: str, mdir, tmp_path: Path, caplog: pytest.LogCaptureFixture, conn: psycopg.Connection):
+    import sqlmigrate
+
+    table = "h" * 59  # the longest name allowed: "<table>_drift" would be 65 bytes
+    mdir.write("0001_t.sql", "CREATE TABLE t (id int);\n")
+    sqlmigrate.up(database_url, mdir.path, table=table)
+    sqlmigrate.dump(database_url, tmp_path / "schema.sql", table=table)
+    caplog.set_level(logging.DEBUG, logger="sqlmigrate")
+    for _ in range(2):
+        caplog.clear()
+        assert sqlmigrate.drift(database_url, tmp_path / "schema.sql", table=table) == []
+        assert REMEMBERED not in caplog.text
+    assert conn.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'hhh%drift' OR relname LIKE 'hhh%_dri%'"
+                        ).fetchone() == (0,)
+    conn.execute("CREATE TABLE byhand (id int)")
+    assert [d.object for d in sqlmigrate.drift(database_url, tmp_path / "schema.sql", table=table)] == ["table public.byhand"]
