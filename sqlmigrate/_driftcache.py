@@ -12,8 +12,10 @@ Why that is sound:
 
 - Every committed schema change inserts, deletes or rewrites catalog rows, and a row written by a
   transaction carries its id, newer than the id of any row it replaces: a catalog's row count or its
-  sum of ids changes. The columns PostgreSQL updates in place, without a new row, are statistics,
-  except an index's validity flags, which are counted themselves.
+  sum of ids changes (once the 32-bit ids wrap around, "newer" is no longer "larger", and the sums
+  could only match by coincidence). A change undone exactly (a table created and dropped again)
+  leaves the same rows, and the same schema. The columns PostgreSQL updates in place, without a new
+  row, are statistics, except an index's validity flags, which are counted themselves.
 - Names printed inside other objects' definitions are covered too: roles (grants, policies) and
   tablespaces, and the server's version (its deparsers print differently from one to another).
 - The fingerprint is stored only when it is the same before and after the full comparison: no
