@@ -140,6 +140,24 @@ def raw_clones(server: str, template: str, count: int) -> dict[str, list[float]]
     return out
 
 
+def clone_floor(server: str, template: str, count: int) -> float:
+    """Seconds to make ``count`` databases as fast as this server can (two clones at a time: more are
+    no faster on two cores) and drop them together: what any per-test-database fixture costs at least."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [f"bench_fixtures_floor_{k}" for k in range(count)]
+    admins = [connect(server), connect(server)]
+    try:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda k: clone(admins[k % 2], template, names[k]), range(count)))
+        drop_databases(server, names)
+        return time.perf_counter() - started
+    finally:
+        for admin in admins:
+            admin.close()
+
+
 def user_run(project: Path, server: str, times_file: Path) -> tuple[float, list[dict[str, object]]]:
     env = {"SQLMIGRATE_TEST_DATABASE_URL": server, "BENCH_TIMES": str(times_file), "PATH": "/usr/bin:/bin"}
     started = time.perf_counter()
@@ -205,6 +223,9 @@ def run(server: str, root: Path, args: argparse.Namespace) -> None:
     for strategy, times in raw_clones(server, template.name, 10).items():
         label = "WAL_LOG (server default)" if strategy == "default" else strategy
         print(f"raw CREATE DATABASE ... TEMPLATE, {label}: {summary(times)}")
+    floor = clone_floor(server, template.name, args.tests)
+    print(f"the floor for {args.tests} test databases (cloned two at a time, then dropped together): "
+          f"{ms(floor)} = {floor / one_replay:.2f}x one replay")
 
     results = {}
     with connect(server) as admin:
@@ -224,7 +245,7 @@ def run(server: str, root: Path, args: argparse.Namespace) -> None:
         print(f"  migrated_database: first test's setup {ms(setup_db[0])}; the others' setup "
               f"{summary(setup_db[1:])}")
         print(f"  {args.tests} migrated_database tests (setup + call + teardown + the session's end): {ms(total_db)} = "
-              f"{total_db / one_replay:.2f}x one replay")
+              f"{total_db / one_replay:.2f}x one replay, {total_db / floor:.2f}x the floor")
         phases = {when: sum(float(t["seconds"]) for t in db if t["when"] == when)  # type: ignore[arg-type]
                   for when in ("setup", "call", "teardown")}
         print("  of which " + ", ".join(f"{when} {ms(v)}" for when, v in phases.items())
