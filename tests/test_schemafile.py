@@ -563,3 +563,27 @@ def test_a_history_table_name_with_no_room_for_drift_beside_it_gets_full_checks(
                         ).fetchone() == (0,)
     conn.execute("CREATE TABLE byhand (id int)")
     assert [d.object for d in sqlmigrate.drift(database_url, tmp_path / "schema.sql", table=table)] == ["table public.byhand"]
+
+
+def test_a_change_committed_while_the_check_compares_is_never_remembered_as_clean(
+        migrated: Checker, database_url: str, conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch):
+    from sqlmigrate import _schemafile
+
+    check = migrated
+    assert check(database_url) == ([], False)
+    conn.execute("CREATE TABLE byhand (id int)")
+    # The drift is fixed by someone else after the fingerprint was taken and before the catalogs
+    # are read: this check finds none, but what it fingerprinted had the extra table.
+    real = _schemafile.snapshot_of
+
+    def fixed_meanwhile(*args, **kwargs):
+        conn.execute("DROP TABLE byhand")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_schemafile, "snapshot_of", fixed_meanwhile)
+    assert check(database_url) == ([], False)
+    monkeypatch.setattr(_schemafile, "snapshot_of", real)
+    assert "the schema changed while it was compared" in migrated.caplog.text
+    conn.execute("CREATE TABLE byhand (id int)")
+    found, remembered = check(database_url)
+    assert not remembered and found == ["table public.byhand is extra (in the database, not in the schema file)"]
