@@ -39,9 +39,9 @@ __version__ = "0.2.0.dev0"  # the one place the version is defined (pyproject re
 
 __all__ = [
     # the API
-    "Migrator", "drift", "dump", "ensure_current", "lint", "up", "verify",
+    "Migrator", "diff", "drift", "dump", "ensure_current", "lint", "snapshot", "up", "verify",
     # results, and the types they are made of
-    "BaselineResult", "Baselined", "Drift", "DumpResult", "Finding", "LintFinding", "LintReport", "LogEntry", "MigrationReport", "MigrationStatus",
+    "BaselineResult", "Baselined", "Difference", "Drift", "DumpResult", "Finding", "LintFinding", "LintReport", "LogEntry", "MigrationReport", "MigrationStatus",
     "RepairResult", "Repaired", "Result", "Snapshot", "State", "Status", "StepResult", "Unresolved", "VerifyReport",
     # errors
     "ConfigurationError", "ConnectError", "DataLossError", "DatabaseError", "HistoryError", "LintError",

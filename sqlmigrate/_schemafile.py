@@ -380,8 +380,8 @@ def snapshot(database: Any, *, table: str = DEFAULT_TABLE, schemas: Collection[s
     """The schema of ``database`` (a connection string, a SQLAlchemy engine or URL, or an open psycopg
     connection), read from the catalogs: what ``dump`` writes and ``verify`` compares. Compare two
     with :func:`diff`; they are equal for two builds of the same schema, whatever the order objects
-    were created in. Left out: sqlmigrate's history table and its log, and objects that belong to
-    an extension; ``schemas``: only these schemas."""
+    were created in. Left out: sqlmigrate's own tables (history, log, lock, drift), and objects that
+    belong to an extension; ``schemas``: only these schemas."""
     from ._session import connection
 
     with connection(database) as conn:

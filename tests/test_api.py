@@ -84,6 +84,8 @@ def test_every_name_in_all_resolves_and_nothing_else_is_public():
         assert getattr(package, name) is not None, name
     assert len(set(package.__all__)) == len(package.__all__)
     assert {n for n in dir(package) if not n.startswith("_")} == set(package.__all__)
+    # and everything that loads lazily is in it (so `from sqlmigrate import *` and dir() list it)
+    assert set(package._LAZY) <= set(package.__all__)
     namespace: dict[str, object] = {}
     exec("from sqlmigrate import *", namespace)
     assert set(namespace) - {"__builtins__"} == set(package.__all__)
