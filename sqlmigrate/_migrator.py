@@ -349,14 +349,18 @@ def up(
     lock_strategy: str = "auto",
     lock_wait: float = DEFAULT_LOCK_WAIT,
     lock_retries: int = DEFAULT_LOCK_RETRIES,
+    lint_disable: Collection[str] = (),
     to: int | None = None,
+    dry_run: bool = False,
     allow_out_of_order: bool = False,
+    strict: bool = False,
 ) -> Result:
     """Apply every pending migration in ``directory`` (up to version ``to``); see :class:`Migrator`
     for the options and :meth:`Migrator.up`."""
     return Migrator(database, directory, table=table, schema=schema, lock_timeout=lock_timeout,
                     statement_timeout=statement_timeout, lock_strategy=lock_strategy, lock_wait=lock_wait,
-                    lock_retries=lock_retries).up(to=to, allow_out_of_order=allow_out_of_order)
+                    lock_retries=lock_retries, lint_disable=lint_disable).up(
+        to=to, dry_run=dry_run, allow_out_of_order=allow_out_of_order, strict=strict)
 
 
 def ensure_current(

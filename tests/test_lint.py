@@ -628,3 +628,19 @@ def test_the_fast_create_parse_means_what_the_token_parse_means() -> None:
         assert q._create(text) == q._create_tokens(text), text
         fast += q._FAST_CREATE.match(text) is not None
     assert 0 < fast < len(heads)  # both paths are exercised
+
+
+def test_the_up_shortcut_takes_strict_lint_disable_and_dry_run(database_url: str, conn: psycopg.Connection,
+                                                                  mdir) -> None:  # type: ignore[no-untyped-def]
+    import sqlmigrate
+
+    conn.execute(SETUP)  # type: ignore[arg-type]
+    mdir.write("0001_idx.sql", "CREATE INDEX users_name_idx ON users (name);\n")
+    with pytest.raises(sqlmigrate.LintError):
+        sqlmigrate.up(database_url, mdir.path, strict=True)
+    planned = sqlmigrate.up(database_url, mdir.path, dry_run=True)
+    assert [s.version for s in planned.steps] == [1]
+    assert conn.execute("SELECT to_regclass('users_name_idx')").fetchone() == (None,)
+    done = sqlmigrate.up(database_url, mdir.path, strict=True, lint_disable=["require-concurrent-index-creation"])
+    assert [s.version for s in done.steps] == [1]
+    assert conn.execute("SELECT to_regclass('users_name_idx')::text").fetchone() == ("users_name_idx",)
