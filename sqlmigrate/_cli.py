@@ -583,7 +583,7 @@ def cmd_verify(args: argparse.Namespace, settings: config.Settings, out: _Printe
 
 def cmd_lint(args: argparse.Namespace, settings: config.Settings, out: _Printer) -> int:
     from . import _files as files
-    from ._lint import lint
+    from ._lint import disabled_rules, lint
 
     if args.files:
         paths = list(args.files)
@@ -593,7 +593,7 @@ def cmd_lint(args: argparse.Namespace, settings: config.Settings, out: _Printer)
         paths = [m.path for m in files.discover(_directory(settings))]
         out.error(f"note: no database configured: linting all {len(paths)} migration file(s) without "
                   "table sizes; set --database to lint only the pending ones, against that database")
-    report = lint(paths, settings.database, disabled=settings.lint_disable)
+    report = lint(paths, settings.database, disabled=disabled_rules(settings.lint_disable, settings.lock_wait))
     if args.json:
         out.always(json.dumps(report.as_dict(), indent=2))
         return 1 if report.errors else 0

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sqlmigrate")
 
-__all__ = ["LintFinding", "LintReport", "LockedTable", "RULES", "lint", "lint_scripts", "lint_sources"]
+__all__ = ["LintFinding", "LintReport", "LockedTable", "RULES", "disabled_rules", "lint", "lint_scripts", "lint_sources"]
 
 #: Statements longer than this are not parsed (an info finding says so).
 MAX_STATEMENT = 100_000
@@ -132,6 +132,12 @@ def lint(paths: Sequence[Path | str], database: str | psycopg.Connection | None 
         except OSError as e:
             raise MigrationFileError(f"cannot read: {e.strerror or e}", path) from None
     return lint_sources(sources, database, disabled=disabled, long_transaction_s=long_transaction_s)
+
+
+def disabled_rules(lint_disable: Collection[str], lock_wait: float) -> set[str]:
+    """The rules to skip for files that ``up`` runs with ``lock_wait``: sqlmigrate sets lock_timeout
+    itself then (``--lock-wait``), so the files need not."""
+    return {*lint_disable, "require-lock-timeout"} if lock_wait else set(lint_disable)
 
 
 def lint_sources(sources: Sequence[tuple[Path, str]], database: str | psycopg.Connection | None = None,

@@ -252,13 +252,11 @@ class Migrator:
     def _preflight(s: Session, scripts: list[Script], strict: bool, lint_disable: Collection[str]) -> None:
         """Lock hazards of what is about to run, priced on this database (its table sizes)."""
         from ._errors import LintError
-        from ._lint import lint_scripts
+        from ._lint import disabled_rules, lint_scripts
         from ._session import translate
 
-        # sqlmigrate sets lock_timeout itself (--lock-wait): the files need not.
-        disabled = {*lint_disable, "require-lock-timeout"} if s.lock_wait else set(lint_disable)
         with translate("linting the pending migrations"):
-            report = lint_scripts(scripts, s.conn, disabled=disabled)
+            report = lint_scripts(scripts, s.conn, disabled=disabled_rules(lint_disable, s.lock_wait))
         for f in report.findings:
             if f.severity != "info":
                 log.warning("lint: %s", f.describe().replace("\n", "\n  "))

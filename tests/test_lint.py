@@ -644,3 +644,14 @@ def test_the_up_shortcut_takes_strict_lint_disable_and_dry_run(database_url: str
     done = sqlmigrate.up(database_url, mdir.path, strict=True, lint_disable=["require-concurrent-index-creation"])
     assert [s.version for s in done.steps] == [1]
     assert conn.execute("SELECT to_regclass('users_name_idx')::text").fetchone() == ("users_name_idx",)
+
+
+def test_lint_command_knows_up_sets_the_lock_timeout_itself(cli, mdir, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # `up` runs a no-transaction file with lock_timeout = --lock-wait (5 s by default): the file need
+    # not set it, and `lint` must not say it runs without one, unless lock_wait = 0 turns that off.
+    mdir.write("0001_col.sql", "-- sqlmigrate: no-transaction\nALTER TABLE users ADD COLUMN x int;\n")
+    r = cli("lint", "--dir", str(mdir), url=None)
+    assert r.code == 0 and "require-lock-timeout" not in r.out, r
+    _project(tmp_path, "lock_wait = 0\n")
+    r = cli("lint", "--dir", str(mdir), url=None)
+    assert r.code == 0 and "require-lock-timeout" in r.out, r
