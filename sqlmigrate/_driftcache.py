@@ -149,7 +149,7 @@ class DriftCache:
             self._table = None
             return False
         assert row is not None
-        self.fingerprint = hashlib.sha256(str(row[0]).encode()).hexdigest()
+        self.fingerprint = _digest(row[0])
         return row[1] == f"{file_digest} {self.fingerprint}"
 
     def remember(self) -> None:
@@ -162,7 +162,7 @@ class DriftCache:
             return
         try:
             row = self.conn.execute(_FINGERPRINT_QUERY).fetchone()
-            if row is None or hashlib.sha256(str(row[0]).encode()).hexdigest() != self.fingerprint:
+            if row is None or _digest(row[0]) != self.fingerprint:
                 log.debug("drift: the schema changed while it was compared; the check is not remembered")
                 return
             self.conn.execute(sql.SQL(
@@ -173,25 +173,18 @@ class DriftCache:
             log.debug("drift: the clean check is not remembered: %s", str(exc).strip())
 
     def _ensure_table(self) -> sql.Identifier | None:
-        """The table, made now (once, beside an existing history) if the role may; None when it is
-        not there. Making it changes the catalogs, so it comes before the fingerprint."""
+        """The table, made now if needed and allowed; None when it is not there. Making it changes the
+        catalogs, so it comes before the fingerprint."""
         import psycopg
-        from psycopg import sql
 
-        if self.history is None or len(f"{self.history.table}_drift".encode()) > 63:
-            return None  # no room for the table's name: every check compares everything
-        table = self.history.drift_ident
-        row = self.conn.execute(
-            "SELECT to_regclass(%s) IS NOT NULL, to_regclass(%s) IS NOT NULL AND has_schema_privilege(%s, 'CREATE')",
-            (table.as_string(self.conn), self.history.ident.as_string(self.conn), self.history.schema)).fetchone()
-        if row is None or row[0] or not row[1]:
-            return table if row and row[0] else None
+        if self.history is None:
+            return None
         try:
-            self.conn.execute(sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} (id int PRIMARY KEY CHECK (id = 1), schema_file text NOT NULL,"
-                " fingerprint text NOT NULL, checked_at timestamptz NOT NULL DEFAULT now())"
-            ).format(table))
-        except psycopg.Error as exc:  # a read-only transaction, a concurrent creator...
+            return self.history.drift_ident if self.history.ensure_drift_table(self.conn) else None
+        except psycopg.Error as exc:  # e.g. a read-only transaction
             log.debug("drift: cannot keep the last clean check: %s", str(exc).strip())
             return None
-        return table
+
+
+def _digest(counts: object) -> str:
+    return hashlib.sha256(str(counts).encode()).hexdigest()

@@ -181,15 +181,26 @@ class History:
 
     def ensure_lock_table(self, conn: psycopg.Connection) -> None:
         """The ``table`` strategy's lock row, created once (a concurrent creator wins harmlessly)."""
-        from psycopg import errors
-
         if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (self.lock_ident.as_string(conn),)).fetchone() == (True,):
             return
-        try:
-            conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (id int PRIMARY KEY CHECK (id = 1));"
-                                 "INSERT INTO {} VALUES (1) ON CONFLICT DO NOTHING").format(self.lock_ident, self.lock_ident))
-        except (errors.UniqueViolation, errors.DuplicateTable):
-            pass
+        _create_once(conn, sql.SQL("CREATE TABLE IF NOT EXISTS {} (id int PRIMARY KEY CHECK (id = 1));"
+                                   "INSERT INTO {} VALUES (1) ON CONFLICT DO NOTHING").format(self.lock_ident, self.lock_ident))
+
+    def ensure_drift_table(self, conn: psycopg.Connection) -> bool:
+        """Whether the one-row table of the last clean drift check is there, made now beside an existing
+        history when the role may create tables in its schema (a psycopg error when it may not after
+        all, e.g. in a read-only transaction). Its name must fit PostgreSQL's 63 bytes."""
+        if len(f"{self.table}_drift".encode()) > 63:
+            return False
+        row = conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL, to_regclass(%s) IS NOT NULL AND has_schema_privilege(%s, 'CREATE')",
+            (self.drift_ident.as_string(conn), self.ident.as_string(conn), self.schema)).fetchone()
+        if row is None or row[0] or not row[1]:
+            return bool(row and row[0])
+        _create_once(conn, sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (id int PRIMARY KEY CHECK (id = 1), schema_file text NOT NULL,"
+            " fingerprint text NOT NULL, checked_at timestamptz NOT NULL DEFAULT now())").format(self.drift_ident))
+        return True
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -344,6 +355,17 @@ _CREATE = sql.SQL(
     " os_user text,"
     " detail text)"
 )
+
+def _create_once(conn: psycopg.Connection, ddl: sql.Composed) -> None:
+    """Run ``CREATE TABLE IF NOT EXISTS`` DDL; a concurrent creator that got there first (its row in
+    pg_type collides with ours) is as good as our own."""
+    from psycopg import errors
+
+    try:
+        conn.execute(ddl)
+    except (errors.UniqueViolation, errors.DuplicateTable):
+        pass
+
 
 # Milliseconds since the start of the current transaction (for a multi-statement message without
 # BEGIN, since the message arrived), measured on the server.
