@@ -221,6 +221,11 @@ def _qname(n: str, name: str) -> str:
     return f"quote_ident({n}.nspname) || '.' || quote_ident({name})"
 
 
+def _enabled(column: str) -> str:
+    """A trigger's, rule's or event trigger's firing mode, NULL for the default ("origin")."""
+    return f"CASE {column} WHEN 'D' THEN 'disabled' WHEN 'R' THEN 'replica' WHEN 'A' THEN 'always' END"
+
+
 # User tables, views, materialized views and foreign tables; everything that hangs off one joins this.
 _REL_CTE = f"""
 WITH rel AS (
@@ -380,7 +385,7 @@ WHERE c.relkind = 'S' AND """ + _user_schema("n") + """
     "triggers": """
 SELECT 'trigger ' || r.qname || '.' || quote_ident(g.tgname), r.key, jsonb_strip_nulls(jsonb_build_object(
   'definition', pg_get_triggerdef(g.oid),
-  'enabled', CASE g.tgenabled WHEN 'D' THEN 'disabled' WHEN 'R' THEN 'replica' WHEN 'A' THEN 'always' END,
+  'enabled', """ + _enabled("g.tgenabled") + """,
   'comment', obj_description(g.oid, 'pg_trigger')))::text
 FROM rel r JOIN pg_trigger g ON g.tgrelid = r.oid
 WHERE NOT g.tgisinternal
@@ -401,7 +406,7 @@ FROM rel r JOIN pg_policy p ON p.polrelid = r.oid
     "rules": """
 SELECT 'rule ' || r.qname || '.' || quote_ident(w.rulename), r.key, jsonb_strip_nulls(jsonb_build_object(
   'definition', pg_get_ruledef(w.oid),
-  'enabled', CASE w.ev_enabled WHEN 'D' THEN 'disabled' WHEN 'R' THEN 'replica' WHEN 'A' THEN 'always' END,
+  'enabled', """ + _enabled("w.ev_enabled") + """,
   'comment', obj_description(w.oid, 'pg_rewrite')))::text
 FROM rel r JOIN pg_rewrite w ON w.ev_class = r.oid
 WHERE w.rulename <> '_RETURN'
@@ -488,7 +493,7 @@ SELECT 'event trigger ' || quote_ident(e.evtname), NULL, jsonb_strip_nulls(jsonb
   'event', e.evtevent,
   'function', e.evtfoid::regprocedure::text,
   'tags', """ + _sorted_list("e.evttags") + """,
-  'enabled', CASE e.evtenabled WHEN 'D' THEN 'disabled' WHEN 'R' THEN 'replica' WHEN 'A' THEN 'always' END,
+  'enabled', """ + _enabled("e.evtenabled") + """,
   'owner', pg_get_userbyid(e.evtowner),
   'comment', obj_description(e.oid, 'pg_event_trigger')))::text
 FROM pg_event_trigger e
