@@ -311,3 +311,46 @@ def test_readme_sqlalchemy_and_fastapi_example(project: Project):
     (project.root / "pytest.ini").write_text("[pytest]\npythonpath = .\n")
     out = project.run()
     assert "2 passed" in out, out
+
+
+def test_drops_fall_back_to_one_connection_when_the_server_refuses_more(server_url: str,
+                                                                        monkeypatch: pytest.MonkeyPatch):
+    """drop_databases opens a connection per database; a role allowed one connection at a time still
+    gets every database dropped (one after another, on one connection), and nothing is left."""
+    import threading
+    import uuid
+
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    from sqlmigrate import _template
+    from sqlmigrate._template import drop_databases
+
+    # Every connection attempt of the batch at once, so that the limit really refuses some.
+    gate = threading.Barrier(4)
+    alone = _template._drop_alone
+    refused: list[str] = []
+
+    def at_once(url: str, name: str) -> bool:
+        gate.wait(timeout=10)
+        dropped = alone(url, name)
+        if not dropped:
+            refused.append(name)
+        return dropped
+
+    monkeypatch.setattr(_template, "_drop_alone", at_once)
+
+    role = f"sqlmigrate_role_{uuid.uuid4().hex[:10]}"
+    names = [f"sqlmigrate_test_{uuid.uuid4().hex[:12]}" for _ in range(4)]
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT 1 PASSWORD 'pw'").format(sql.Identifier(role)))
+        try:
+            for name in names:
+                admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(role)))
+            drop_databases(make_conninfo(server_url, user=role, password="pw"), names)
+            left = admin.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)", (names,)).fetchall()
+        finally:
+            for name in names:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    assert refused and left == []
