@@ -587,3 +587,17 @@ def test_a_change_committed_while_the_check_compares_is_never_remembered_as_clea
     conn.execute("CREATE TABLE byhand (id int)")
     found, remembered = check(database_url)
     assert not remembered and found == ["table public.byhand is extra (in the database, not in the schema file)"]
+
+
+def test_a_read_only_session_that_may_create_tables_gets_full_checks_and_no_error(
+        migrated: Checker, database_url: str, conn: psycopg.Connection, make_role):
+    # It may create tables in the history's schema, but its transactions are read-only (a standby,
+    # or default_transaction_read_only): making the table fails, and the check goes on in full.
+    reader = make_role("GRANT USAGE, CREATE ON SCHEMA public TO {role}", "GRANT USAGE ON SCHEMA app TO {role}",
+                       "ALTER ROLE {role} IN DATABASE {db} SET default_transaction_read_only = on")
+    dump(database_url, migrated.path)  # with the grants
+    check = migrated
+    assert check(reader) == ([], False)
+    assert "cannot keep the last clean check" in migrated.caplog.text
+    assert check(reader) == ([], False)
+    assert conn.execute("SELECT to_regclass('schema_migrations_drift')").fetchone() == (None,)
